@@ -1,0 +1,122 @@
+"""Configuration dataclasses: one place for every knob, each default with its reason.
+
+Nothing here imports torch or gradio, so configs can be built and validated anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL_DIR = REPO_ROOT / "data" / "demo-model"  # built by `prefapp build-demo-model`, shipped in git
+DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling prompts for the demo task
+DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
+CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message says which and what to use instead."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0  # 1.0 keeps the policy's own distribution: two samples differ, DPO sees on-policy data
+    top_p: float = 0.95  # trims the junk tail without making the pair identical
+    max_new_tokens: int = 64  # demo answers are one sentence; raise for real models
+
+    def validate(self) -> None:
+        if not 0.0 < self.temperature <= 5.0:
+            raise ConfigError(f"temperature={self.temperature} is out of range: use a value in (0, 5], e.g. 1.0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p={self.top_p} is out of range: use a value in (0, 1], e.g. 0.95")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens} is out of range: use 1..4096, e.g. 64")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    beta: float = 0.1  # KL strength: TRL's default and the usual starting point
+    learning_rate: float = 5e-4  # LoRA on a tiny model needs far more than the 5e-7..5e-6 of full fine-tuning
+    num_epochs: float = 1.0  # one pass usually suffices for DPO; more overfits small sets
+    batch_size: int = 8  # per-device pairs per step; small sets still get several steps
+    gradient_accumulation_steps: int = 1  # raise to emulate a larger batch on small memory
+    max_length: int = 512  # prompt+completion tokens; truncation silently destroys the training signal
+    lora_r: int = 16  # adapter rank: enough capacity for a preference shift, few parameters
+    lora_alpha: int = 32  # 2x rank is the common scaling
+    lora_dropout: float = 0.0  # tiny runs do not need it; dropout also makes policy/reference differ noisily
+    loss_type: str = "sigmoid"  # the original DPO loss; TRL also offers ipo, hinge, robust, ...
+    seed: int = 0  # same data + same seed = same adapter
+    use_4bit: bool | None = None  # None: 4-bit only where CUDA exists (bitsandbytes); False forces full precision
+
+    def validate(self, n_pairs: int | None = None) -> None:
+        if not 0.0 < self.beta <= 10.0:
+            raise ConfigError(f"beta={self.beta} must be in (0, 10]: start with 0.1 (higher stays closer to the base model)")
+        if not 1e-8 <= self.learning_rate <= 1e-2:
+            raise ConfigError(
+                f"learning_rate={self.learning_rate} is outside any sane range: "
+                "use 5e-7..5e-6 for full models, 1e-5..1e-3 for LoRA"
+            )
+        if not 0.0 < self.num_epochs <= 100:
+            raise ConfigError(f"num_epochs={self.num_epochs} must be in (0, 100]: one epoch usually suffices for DPO")
+        if not 1 <= self.batch_size <= 1024:
+            raise ConfigError(f"batch_size={self.batch_size} must be in 1..1024, e.g. 8")
+        if not 1 <= self.gradient_accumulation_steps <= 1024:
+            raise ConfigError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be in 1..1024")
+        if not 16 <= self.max_length <= 131072:
+            raise ConfigError(f"max_length={self.max_length} must be in 16..131072: pick one that fits prompt + answer")
+        if not 1 <= self.lora_r <= 1024:
+            raise ConfigError(f"lora_r={self.lora_r} must be in 1..1024, e.g. 16")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"lora_alpha={self.lora_alpha} must be positive, e.g. twice lora_r")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout={self.lora_dropout} must be in [0, 1), e.g. 0.0 or 0.05")
+        if n_pairs is not None:
+            if n_pairs == 0:
+                raise ConfigError("there are no preference pairs to train on: label some pairs (A or B), then export")
+            if self.batch_size > n_pairs:
+                raise ConfigError(f"batch_size={self.batch_size} is larger than the {n_pairs} pairs: use at most {n_pairs}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _default_data_dir() -> Path:
+    # A Space with persistent storage mounts /data; use it so labels survive restarts.
+    if "PREFAPP_DATA_DIR" in os.environ:
+        return Path(os.environ["PREFAPP_DATA_DIR"])
+    return REPO_ROOT / "data"
+
+
+@dataclass
+class AppConfig:
+    model: str = field(default_factory=lambda: _env("PREFAPP_MODEL", "auto"))  # Hub id, local path, or auto
+    data_dir: Path = field(default_factory=_default_data_dir)  # DuckDB file, exports and adapters live here
+    db_path: Path | None = None  # default: <data_dir>/prefapp.duckdb
+    prompts_path: Path | None = None  # extra prompts to load at start (.txt or .jsonl)
+    host: str = field(default_factory=lambda: _env("PREFAPP_HOST", "127.0.0.1"))  # local only unless asked
+    port: int = field(default_factory=lambda: int(_env("PREFAPP_PORT", "7860")))  # Gradio's and Spaces' port
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.db_path is None:
+            self.db_path = Path(_env("PREFAPP_DB", str(self.data_dir / "prefapp.duckdb")))
+        self.db_path = Path(self.db_path)
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
