@@ -102,7 +102,9 @@ class AppConfig:
     data_dir: Path = field(default_factory=_default_data_dir)  # DuckDB file, exports and adapters live here
     db_path: Path | None = None  # default: <data_dir>/prefapp.duckdb
     prompts_path: Path | None = None  # extra prompts to load at start (.txt or .jsonl)
-    host: str = field(default_factory=lambda: _env("PREFAPP_HOST", "127.0.0.1"))  # local only unless asked
+    host: str = field(  # local only unless asked; Spaces set GRADIO_SERVER_NAME=0.0.0.0
+        default_factory=lambda: _env("PREFAPP_HOST", _env("GRADIO_SERVER_NAME", "127.0.0.1"))
+    )
     port: int = field(default_factory=lambda: int(_env("PREFAPP_PORT", "7860")))  # Gradio's and Spaces' port
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -120,3 +122,8 @@ class AppConfig:
     @property
     def adapters_dir(self) -> Path:
         return self.data_dir / "adapters"
+
+
+# What the demo loop trains with: a few-million-parameter model with LoRA wants a high learning rate and a few
+# epochs over a couple of hundred pairs (the 5e-7..5e-6 of full fine-tuning would not move it).
+LOOP_TRAIN_CONFIG = TrainConfig(learning_rate=1e-3, num_epochs=3, batch_size=8, max_length=256)

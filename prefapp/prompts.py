@@ -1,0 +1,64 @@
+"""Reading prompt sets: .txt (one prompt per line) and .jsonl ({"prompt": str} or {"messages": [...]}).
+
+Bad lines are reported with their line number and what to fix; nothing is stored until the whole file parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefapp.config import ConfigError
+
+MAX_PROMPT_CHARS = 20_000  # far beyond a chat prompt; protects the store and the tokenizer from pasted files
+Prompt = str | list[dict]
+
+
+def parse_typed_prompts(text: str) -> list[str]:
+    """Prompts typed in the app: one per non-empty line."""
+    prompts = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not prompts:
+        raise ConfigError("no prompt given: type one prompt per line")
+    return [_checked_length(p, f"line {i + 1}") for i, p in enumerate(prompts)]
+
+
+def load_prompt_file(path: Path) -> list[Prompt]:
+    """All prompts of a .txt or .jsonl file, or a ConfigError naming the bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file: give the path of a .txt or .jsonl prompt file")
+    text = _read_text(path)
+    if path.suffix == ".txt":
+        prompts: list[Prompt] = [line.strip() for line in text.splitlines() if line.strip()]
+    elif path.suffix == ".jsonl":
+        prompts = [_jsonl_prompt(line, n, path.name) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    else:
+        raise ConfigError(f"{path.name}: unsupported prompt file type, use .txt (one per line) or .jsonl")
+    if not prompts:
+        raise ConfigError(f"{path.name} contains no prompts")
+    return prompts
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from exc
+
+
+def _jsonl_prompt(line: str, n: int, name: str) -> Prompt:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} line {n} is not valid JSON ({exc.msg}): fix or remove that line") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
+        return _checked_length(obj["prompt"], f"{name} line {n}")
+    if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
+        return obj["messages"]
+    raise ConfigError(f'{name} line {n} needs a "prompt" string or a "messages" list of {{"role","content"}} objects')
+
+
+def _checked_length(prompt: str, where: str) -> str:
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"{where} is {len(prompt)} characters (limit {MAX_PROMPT_CHARS}): shorten or split it")
+    return prompt

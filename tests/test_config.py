@@ -1,0 +1,60 @@
+import re
+
+import pytest
+
+from prefapp.config import AppConfig, ConfigError, SamplingConfig, TrainConfig
+
+
+def test_defaults_are_valid():
+    SamplingConfig().validate()
+    TrainConfig().validate(n_pairs=100)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fix",
+    [
+        ({"beta": 0}, "start with 0.1"),
+        ({"beta": -1}, "start with 0.1"),
+        ({"learning_rate": 1.0}, "1e-5..1e-3 for LoRA"),
+        ({"num_epochs": 0}, "one epoch"),
+        ({"batch_size": 0}, "1..1024"),
+        ({"max_length": 4}, "fits prompt + answer"),
+        ({"lora_r": 0}, "1..1024"),
+        ({"lora_dropout": 1.0}, "[0, 1)"),
+    ],
+)
+def test_absurd_training_settings_name_the_fix(kwargs, fix):
+    with pytest.raises(ConfigError, match=re.escape(fix)):
+        TrainConfig(**kwargs).validate()
+
+
+def test_batch_larger_than_data_and_no_data():
+    with pytest.raises(ConfigError, match="at most 3"):
+        TrainConfig(batch_size=8).validate(n_pairs=3)
+    with pytest.raises(ConfigError, match="label some pairs"):
+        TrainConfig().validate(n_pairs=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"temperature": 0}, {"temperature": 50}, {"top_p": 0}, {"top_p": 1.5}, {"max_new_tokens": 0}]
+)
+def test_absurd_sampling_settings_are_refused(kwargs):
+    with pytest.raises(ConfigError, match="out of range: use"):
+        SamplingConfig(**kwargs).validate()
+
+
+def test_app_config_paths_follow_data_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFAPP_DB", raising=False)
+    config = AppConfig(data_dir=tmp_path)
+    assert config.db_path == tmp_path / "prefapp.duckdb"
+    assert config.exports_dir == tmp_path / "exports"
+    assert config.adapters_dir == tmp_path / "adapters"
+
+
+def test_environment_sets_model_and_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFAPP_MODEL", "demo")
+    monkeypatch.setenv("PREFAPP_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PREFAPP_DB", raising=False)
+    config = AppConfig()
+    assert config.model == "demo"
+    assert config.db_path == tmp_path / "prefapp.duckdb"
