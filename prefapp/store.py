@@ -1,0 +1,690 @@
+"""The DuckDB store: one class owns the database file and every SQL statement of prefapp.
+
+Prompts go in, pairs of generated answers are served, annotators vote, DPO rounds are logged.
+A vote keeps a full snapshot of what the annotator saw, so later edits to prompts, pairs or
+models can never change what a label meant.
+
+Concurrency: Gradio calls us from worker threads. A DuckDB connection is not thread-safe, so
+each thread gets its own cursor of the one connection; writes are tiny, so one lock serializes
+them, which also rules out DuckDB's optimistic-concurrency conflicts. Another *process* cannot
+open the file while we hold it (DuckDB takes a file lock): that is `StoreLockedError`.
+
+Schema: `MIGRATIONS` is an append-only list of small named steps, applied on open and recorded
+in `_migrations`, so a fresh file and an upgraded old file end up identical. Never edit a step
+that has shipped; add a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from prefapp.config import CHOICES
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")  # chat-template roles a stored prompt may use
+MAX_ANNOTATOR_LEN = 100  # long enough for "name (team)", short enough for a leaderboard cell
+MAX_REPORTED_ERRORS = 20  # a 10k-line bad file should not produce a 10k-line warning
+INTERRUPTED_ERROR = "interrupted (the app stopped during training)"
+ROUND_STATUSES = ("running", "finished", "failed", "cancelled")
+
+
+class StoreLockedError(RuntimeError):
+    """Another process has the database file open for writing; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema. Append only: the names are recorded in every database file that has applied them.
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "001_create_prompts",
+        """
+        CREATE SEQUENCE prompts_id_seq START 1;
+        CREATE TABLE prompts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('prompts_id_seq'),
+            messages JSON NOT NULL,          -- [{"role", "content"}, ...], the last one is the user turn
+            hash VARCHAR NOT NULL UNIQUE,    -- sha256 of the canonical JSON, for dedup
+            source VARCHAR NOT NULL,         -- 'demo', 'typed', 'file:x.jsonl', ...
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "002_create_pairs",
+        """
+        CREATE TABLE pairs (
+            id VARCHAR PRIMARY KEY,          -- uuid4 hex, safe to put in a page
+            prompt_id BIGINT NOT NULL,
+            prompt JSON NOT NULL,            -- snapshot of the prompt's messages
+            response_a VARCHAR NOT NULL,     -- as shown on the left
+            response_b VARCHAR NOT NULL,     -- as shown on the right
+            swapped BOOLEAN NOT NULL,        -- true when side A shows the 2nd sample of the generate call
+            model_id VARCHAR NOT NULL,
+            adapter_id VARCHAR,              -- NULL for the base model
+            sampling JSON NOT NULL,          -- temperature, top_p, max_new_tokens, ...
+            served_to VARCHAR,               -- annotator the pair was generated for, if known
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "003_create_votes",
+        """
+        CREATE SEQUENCE votes_id_seq START 1;
+        CREATE TABLE votes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('votes_id_seq'),
+            pair_id VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            choice VARCHAR NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),
+            prompt_id BIGINT NOT NULL,       -- lets exports split train/test by prompt
+            prompt JSON NOT NULL,            -- from here to shown_at: what the annotator saw
+            response_a VARCHAR NOT NULL,
+            response_b VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            model_id VARCHAR NOT NULL,
+            adapter_id VARCHAR,
+            sampling JSON NOT NULL,
+            shown_at TIMESTAMPTZ NOT NULL,   -- the pair's created_at
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (pair_id, annotator)      -- a double click or a retry never makes a second vote
+        );
+        """,
+    ),
+    (
+        "004_create_rounds",
+        """
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,          -- 1, 2, ...: the round number shown to users
+            status VARCHAR NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'cancelled')),
+            base_model VARCHAR NOT NULL,
+            adapter_path VARCHAR,
+            export_path VARCHAR,
+            n_pairs INTEGER NOT NULL,
+            config JSON NOT NULL,
+            metrics JSON,
+            error VARCHAR,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ
+        );
+        """,
+    ),
+]
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)
+"""
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[tuple[str, str]] = MIGRATIONS) -> list[str]:
+    """Apply the migrations not yet recorded in the file, each in its own transaction; return their names."""
+    con.execute(_CREATE_MIGRATIONS_TABLE)
+    done = {name for (name,) in con.execute("SELECT name FROM _migrations").fetchall()}
+    unknown = done - {name for name, _ in MIGRATIONS}
+    if unknown:
+        log.warning("the database has migrations this prefapp does not know (%s): a newer prefapp wrote it; "
+                    "upgrade prefapp before relying on it", sorted(unknown))
+    applied = []
+    for name, sql in migrations:
+        if name in done:
+            continue
+        with _transaction(con):
+            con.execute(sql)
+            con.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, _now()])
+        log.info("applied migration %s", name)
+        applied.append(name)
+    return applied
+
+
+# ---------------------------------------------------------------------------------------------
+# What the store returns. Frozen: a caller cannot change a stored fact by mutating a result.
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: int
+    messages: list[dict]
+    source: str
+    created_at: datetime
+
+    @property
+    def text(self) -> str:
+        """The last user message: what the prompt asks."""
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "user")
+
+
+@dataclass(frozen=True)
+class AddPromptsResult:
+    added: int
+    duplicates: int
+    invalid: int
+    errors: list[str]  # one line per invalid prompt (at most MAX_REPORTED_ERRORS), each naming the fix
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    prompt_id: int
+    prompt: list[dict]
+    response_a: str
+    response_b: str
+    swapped: bool
+    model_id: str
+    adapter_id: str | None
+    sampling: dict
+    served_to: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Vote:
+    id: int
+    pair_id: str
+    annotator: str
+    choice: str
+    prompt_id: int
+    prompt: list[dict]
+    response_a: str
+    response_b: str
+    swapped: bool
+    model_id: str
+    adapter_id: str | None
+    sampling: dict
+    shown_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    vote: Vote
+    created: bool  # False: this annotator had already voted on the pair; `vote` is that first vote
+
+
+@dataclass(frozen=True)
+class VoteCounts:
+    total: int
+    by_choice: dict[str, int]  # every choice in CHOICES, zeros included
+    by_annotator: dict[str, int]
+    mine: int  # votes of the annotator asked about (0 when none was given)
+
+
+@dataclass(frozen=True)
+class Round:
+    id: int
+    status: str
+    base_model: str
+    adapter_path: str | None
+    export_path: str | None
+    n_pairs: int
+    config: dict
+    metrics: dict | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Column lists and row -> dataclass, kept side by side so they cannot drift apart.
+
+_PROMPT_COLS = "id, messages, source, created_at"
+_PAIR_COLS = (
+    "id, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, sampling, served_to, created_at"
+)
+_VOTE_COLS = (
+    "id, pair_id, annotator, choice, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, "
+    "sampling, shown_at, created_at"
+)
+_ROUND_COLS = (
+    "id, status, base_model, adapter_path, export_path, n_pairs, config, metrics, error, started_at, finished_at"
+)
+
+
+def _prompt(row: tuple) -> Prompt:
+    id_, messages, source, created_at = row
+    return Prompt(id_, json.loads(messages), source, _utc(created_at))
+
+
+def _pair(row: tuple) -> Pair:
+    id_, prompt_id, prompt, a, b, swapped, model_id, adapter_id, sampling, served_to, created_at = row
+    return Pair(id_, prompt_id, json.loads(prompt), a, b, swapped, model_id, adapter_id, json.loads(sampling),
+                served_to, _utc(created_at))
+
+
+def _vote(row: tuple) -> Vote:
+    id_, pair_id, annotator, choice, prompt_id, prompt, a, b, swapped, model_id, adapter_id, sampling, shown, at = row
+    return Vote(id_, pair_id, annotator, choice, prompt_id, json.loads(prompt), a, b, swapped, model_id, adapter_id,
+                json.loads(sampling), _utc(shown), _utc(at))
+
+
+def _round(row: tuple) -> Round:
+    id_, status, base, adapter, export, n_pairs, config, metrics, error, started, finished = row
+    return Round(id_, status, base, adapter, export, n_pairs, json.loads(config),
+                 None if metrics is None else json.loads(metrics), error, _utc(started),
+                 None if finished is None else _utc(finished))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(ts: datetime) -> datetime:
+    # DuckDB hands TIMESTAMPTZ back in the session's time zone; callers always get UTC.
+    return ts.astimezone(timezone.utc)
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def to_messages(prompt: str | list[dict]) -> list[dict]:
+    """Turn a prompt (plain text or chat messages) into clean chat messages, or raise ValueError saying why not."""
+    if isinstance(prompt, str):
+        text = prompt.strip()
+        if not text:
+            raise ValueError("empty prompt: write some text, or drop the line")
+        return [{"role": "user", "content": text}]
+    if not isinstance(prompt, list) or not prompt:
+        raise ValueError(f"expected text or a non-empty list of {{role, content}} messages, "
+                         f"got {type(prompt).__name__}")
+    messages = []
+    for i, m in enumerate(prompt, 1):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise ValueError(f"message {i} must be a dict with a string 'content'")
+        if m.get("role") not in ROLES:
+            raise ValueError(f"message {i} has role {m.get('role')!r}: use one of {', '.join(ROLES)}")
+        messages.append({"role": m["role"], "content": m["content"]})
+    if messages[-1]["role"] != "user":
+        raise ValueError("the last message must be the user turn the model answers: drop the trailing "
+                         f"{messages[-1]['role']} message")
+    if not messages[-1]["content"].strip():
+        raise ValueError("the last user message is empty: write the question")
+    return messages
+
+
+def _check_choice(choice: str) -> str:
+    if choice not in CHOICES:
+        raise ValueError(f"choice {choice!r} is not a valid answer: use one of {', '.join(CHOICES)}")
+    return choice
+
+
+def _check_annotator(annotator: str) -> str:
+    name = annotator.strip() if isinstance(annotator, str) else ""
+    if not name:
+        raise ValueError("annotator name is empty: enter your name (1-100 characters) before voting")
+    if len(name) > MAX_ANNOTATOR_LEN:
+        raise ValueError(f"annotator name is {len(name)} characters long: use at most {MAX_ANNOTATOR_LEN}")
+    return name
+
+
+def _json_dict(value: dict, what: str) -> str:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        return _canonical(value)
+    except TypeError as e:
+        raise ValueError(f"{what} must hold only JSON values (str, number, bool, list, dict): {e}") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening the file: one DuckDB instance per file per process, shared by every Store on it.
+
+_open_files: dict[Path, tuple[threading.Lock, int]] = {}  # resolved path -> (write lock, Stores open)
+_open_files_lock = threading.Lock()
+
+
+def _register(path: Path) -> tuple[threading.Lock, bool]:
+    """Count one more Store on `path`; return the file's write lock and whether this Store is the first."""
+    with _open_files_lock:
+        lock, n = _open_files.get(path, (threading.Lock(), 0))
+        _open_files[path] = (lock, n + 1)
+        return lock, n == 0
+
+
+def _unregister(path: Path) -> None:
+    with _open_files_lock:
+        lock, n = _open_files[path]
+        if n == 1:
+            del _open_files[path]
+        else:
+            _open_files[path] = (lock, n - 1)
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as e:
+        if "Could not set lock" not in str(e) and "Conflicting lock" not in str(e):
+            raise
+        pid = re.search(r"PID (\d+)", str(e))
+        holder = f" (PID {pid.group(1)})" if pid else ""
+        raise StoreLockedError(
+            f"the database {path} is in use by another prefapp process{holder}, e.g. the running app. "
+            "Stop that process first, or work through the running app's Data tab, "
+            "or point --db at another file."
+        ) from e
+
+
+class Store:
+    """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._key = self.path.resolve()
+        self._con = _connect(self.path)
+        self._write_lock, first = _register(self._key)
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._closed = False
+        try:
+            with self._write_lock:
+                migrate(self._con)
+            if first:  # a second Store in this process must not fail the first one's live round
+                self._recover_interrupted_rounds()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every cursor and the connection; further calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cursors_lock:
+            for cur in self._cursors:
+                cur.close()
+            self._cursors.clear()
+        self._con.close()
+        _unregister(self._key)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise RuntimeError(f"the store for {self.path} is closed: open a new Store")
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            with self._cursors_lock:
+                cur = self._con.cursor()
+                self._cursors.append(cur)
+            self._local.cur = cur
+        return cur
+
+    @contextmanager
+    def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self._cur()
+        with self._write_lock, _transaction(cur):
+            yield cur
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations recorded in the file, in the order they were applied."""
+        rows = self._cur().execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()
+        return [name for (name,) in rows]
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def add_prompts(self, prompts: Sequence[str | list[dict]], source: str) -> AddPromptsResult:
+        """Store new prompts from one source, skipping invalid ones and ones already stored."""
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError("source is empty: say where the prompts came from, e.g. 'typed' or 'file:x.jsonl'")
+        fresh: dict[str, str] = {}  # hash -> messages JSON, in input order
+        invalid, errors, batch_dups = 0, [], 0
+        for i, prompt in enumerate(prompts, 1):
+            try:
+                messages = to_messages(prompt)
+            except ValueError as e:
+                invalid += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append(f"prompt {i}: {e}")
+                continue
+            digest = hashlib.sha256(_canonical(messages).encode()).hexdigest()
+            batch_dups += digest in fresh
+            fresh.setdefault(digest, json.dumps(messages, ensure_ascii=False))
+        if invalid > MAX_REPORTED_ERRORS:
+            errors.append(f"... and {invalid - MAX_REPORTED_ERRORS} more invalid prompts")
+        added = self._insert_prompts(fresh, source.strip())
+        return AddPromptsResult(added, batch_dups + len(fresh) - added, invalid, errors)
+
+    def _insert_prompts(self, fresh: dict[str, str], source: str) -> int:
+        if not fresh:
+            return 0
+        with self._write() as cur:
+            rows = cur.execute("SELECT hash FROM prompts WHERE list_contains(?::VARCHAR[], hash)", [list(fresh)])
+            stored = {h for (h,) in rows.fetchall()}
+            new = [(h, m) for h, m in fresh.items() if h not in stored]
+            if new:
+                cur.execute(
+                    "INSERT INTO prompts (hash, messages, source, created_at) "
+                    "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])::JSON, ?, ?",
+                    [[h for h, _ in new], [m for _, m in new], source, _now()],
+                )
+        return len(new)
+
+    def prompt_count(self) -> int:
+        """How many prompts are stored."""
+        return self._cur().execute("SELECT count(*) FROM prompts").fetchone()[0]
+
+    def get_prompt(self, prompt_id: int) -> Prompt | None:
+        """The prompt with this id, or None."""
+        row = self._cur().execute(f"SELECT {_PROMPT_COLS} FROM prompts WHERE id = ?", [prompt_id]).fetchone()
+        return None if row is None else _prompt(row)
+
+    def next_prompt(self, rng: random.Random | None = None) -> Prompt | None:
+        """A prompt with the fewest pairs served so far (random among ties), or None when there are none."""
+        rows = self._cur().execute(
+            """
+            WITH served AS (
+                SELECT p.id, count(pr.id) AS n FROM prompts p LEFT JOIN pairs pr ON pr.prompt_id = p.id GROUP BY p.id
+            )
+            SELECT id FROM served WHERE n = (SELECT min(n) FROM served) ORDER BY id
+            """
+        ).fetchall()
+        if not rows:
+            return None
+        return self.get_prompt((rng or random.Random()).choice(rows)[0])
+
+    # -- pairs ---------------------------------------------------------------------------------
+
+    def add_pair(self, prompt: Prompt, response_a: str, response_b: str, swapped: bool, model_id: str,
+                 adapter_id: str | None, sampling: dict, served_to: str | None) -> Pair:
+        """Record a pair exactly as it is about to be shown (A left, B right)."""
+        if not model_id:
+            raise ValueError("model_id is empty: pass the Hub id or path of the model that generated the pair")
+        sampling_json = _json_dict(sampling, "sampling")
+        served_to = (served_to or "").strip() or None  # '' and '  ' mean unknown, like None
+        with self._write() as cur:
+            row = cur.execute("SELECT messages FROM prompts WHERE id = ?", [prompt.id]).fetchone()
+            if row is None:
+                raise ValueError(f"unknown prompt id {prompt.id}: take prompts from this store's next_prompt()")
+            pair = Pair(uuid.uuid4().hex, prompt.id, json.loads(row[0]), response_a, response_b, bool(swapped),
+                        model_id, adapter_id, json.loads(sampling_json), served_to, _now())
+            cur.execute(
+                f"INSERT INTO pairs ({_PAIR_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [pair.id, pair.prompt_id, row[0], response_a, response_b, pair.swapped, model_id, adapter_id,
+                 sampling_json, served_to, pair.created_at],
+            )
+        return pair
+
+    def get_pair(self, pair_id: str) -> Pair | None:
+        """The pair with this id, or None."""
+        row = self._cur().execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [pair_id]).fetchone()
+        return None if row is None else _pair(row)
+
+    def pair_count(self) -> int:
+        """How many pairs have been served."""
+        return self._cur().execute("SELECT count(*) FROM pairs").fetchone()[0]
+
+    # -- votes ---------------------------------------------------------------------------------
+
+    def record_vote(self, pair_id: str, choice: str, annotator: str) -> VoteResult:
+        """Store an annotator's answer on a pair once; a repeat returns the first vote unchanged."""
+        choice, annotator = _check_choice(choice), _check_annotator(annotator)
+        with self._write() as cur:
+            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE pair_id = ? AND annotator = ?",
+                              [pair_id, annotator]).fetchone()
+            if row is not None:
+                return VoteResult(_vote(row), created=False)
+            pair_row = cur.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [pair_id]).fetchone()
+            if pair_row is None:
+                raise ValueError(f"unknown pair {pair_id!r}: it is not in this database; fetch a new pair")
+            (vote_id,) = cur.execute(
+                "INSERT INTO votes (pair_id, annotator, choice, prompt_id, prompt, response_a, response_b, swapped, "
+                "model_id, adapter_id, sampling, shown_at, created_at) "
+                "SELECT id, ?, ?, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, sampling, "
+                "created_at, ? FROM pairs WHERE id = ? RETURNING id",
+                [annotator, choice, _now(), pair_id],
+            ).fetchone()
+            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [vote_id]).fetchone()
+        return VoteResult(_vote(row), created=True)
+
+    def votes(self, choice: str | None = None) -> list[Vote]:
+        """All votes, oldest first; only those with `choice` when given."""
+        if choice is None:
+            rows = self._cur().execute(f"SELECT {_VOTE_COLS} FROM votes ORDER BY created_at, id").fetchall()
+        else:
+            rows = self._cur().execute(f"SELECT {_VOTE_COLS} FROM votes WHERE choice = ? ORDER BY created_at, id",
+                                       [_check_choice(choice)]).fetchall()
+        return [_vote(r) for r in rows]
+
+    def vote_counts(self, annotator: str | None = None) -> VoteCounts:
+        """Vote totals by choice and by annotator, plus `annotator`'s own count."""
+        cur = self._cur()
+        by_choice = dict.fromkeys(CHOICES, 0)
+        by_choice.update(cur.execute("SELECT choice, count(*) FROM votes GROUP BY choice").fetchall())
+        by_annotator = dict(cur.execute(
+            "SELECT annotator, count(*) AS n FROM votes GROUP BY annotator ORDER BY n DESC, annotator").fetchall())
+        mine = by_annotator.get(annotator.strip(), 0) if isinstance(annotator, str) else 0
+        return VoteCounts(sum(by_choice.values()), by_choice, by_annotator, mine)
+
+    # -- training rounds -----------------------------------------------------------------------
+
+    def start_round(self, base_model: str, config: dict, export_path: str | None, n_pairs: int) -> int:
+        """Open the next training round as 'running' and return its number; only one may run at a time."""
+        config_json = _json_dict(config, "config")
+        if n_pairs < 0:
+            raise ValueError(f"n_pairs={n_pairs} is negative: pass the number of pairs in the export")
+        with self._write() as cur:
+            running = cur.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if running is not None:
+                raise ValueError(f"round {running[0]} is still running: wait for it to finish or cancel it first")
+            (round_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM rounds").fetchone()
+            cur.execute(
+                "INSERT INTO rounds (id, status, base_model, export_path, n_pairs, config, started_at) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                [round_id, base_model, export_path, n_pairs, config_json, _now()],
+            )
+        log.info("round %d started on %s with %d pairs", round_id, base_model, n_pairs)
+        return round_id
+
+    def finish_round(self, round_id: int, adapter_path: str, metrics: dict) -> Round:
+        """Mark a running round finished with its adapter and final metrics."""
+        metrics_json = _json_dict(metrics, "metrics")
+        return self._end_round(round_id, "finished", "adapter_path = ?, metrics = ?", [adapter_path, metrics_json])
+
+    def fail_round(self, round_id: int, error: str, status: str = "failed") -> Round:
+        """Mark a running round failed (or 'cancelled') with the reason."""
+        if status not in ("failed", "cancelled"):
+            raise ValueError(f"status {status!r} cannot end a round this way: use 'failed' or 'cancelled'")
+        return self._end_round(round_id, status, "error = ?", [error])
+
+    def _end_round(self, round_id: int, status: str, set_sql: str, params: list) -> Round:
+        # set_sql is one of two literals above, never user input.
+        with self._write() as cur:
+            row = cur.execute("SELECT status FROM rounds WHERE id = ?", [round_id]).fetchone()
+            if row is None:
+                raise ValueError(f"unknown round {round_id}: start_round() returns the round number to use")
+            if row[0] != "running":
+                raise ValueError(f"round {round_id} is already {row[0]}: start a new round instead")
+            cur.execute(f"UPDATE rounds SET status = ?, finished_at = ?, {set_sql} WHERE id = ?",
+                        [status, _now(), *params, round_id])
+            ended = _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
+        log.info("round %d %s", round_id, status)
+        return ended
+
+    def rounds(self) -> list[Round]:
+        """Every training round, newest first."""
+        return [_round(r) for r in self._cur().execute(f"SELECT {_ROUND_COLS} FROM rounds ORDER BY id DESC").fetchall()]
+
+    def get_round(self, round_id: int) -> Round | None:
+        """The round with this number, or None."""
+        row = self._cur().execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone()
+        return None if row is None else _round(row)
+
+    def last_finished_round(self) -> Round | None:
+        """The newest round that produced an adapter: the next generator, or None."""
+        row = self._cur().execute(
+            f"SELECT {_ROUND_COLS} FROM rounds WHERE status = 'finished' ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else _round(row)
+
+    def _recover_interrupted_rounds(self) -> None:
+        with self._write() as cur:
+            ids = cur.execute(
+                "UPDATE rounds SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running' RETURNING id",
+                [INTERRUPTED_ERROR, _now()],
+            ).fetchall()
+        for (round_id,) in ids:
+            log.warning("round %d was still running when the app last stopped: marked failed", round_id)
+
+    # -- backup --------------------------------------------------------------------------------
+
+    def snapshot(self, dest: str | Path) -> Path:
+        """Write a consistent copy of the database to a new file `dest` while the store stays open."""
+        dest = Path(dest)
+        if dest.exists():
+            raise FileExistsError(f"{dest} already exists: choose a new file name or delete the old one")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cur = self._cur()
+        (source,) = cur.execute("SELECT current_database()").fetchone()
+        alias = f"snapshot_{uuid.uuid4().hex}"
+        # Identifiers cannot be parameters: `alias` is ours, the database name is quoted.
+        quoted_source = '"' + source.replace('"', '""') + '"'
+        cur.execute(f"ATTACH ? AS {alias}", [str(dest)])
+        try:
+            # COPY FROM DATABASE expands to one statement per table; one transaction makes them all read
+            # the same MVCC snapshot. It writes only to the copy, so votes need not wait for it.
+            with _transaction(cur):
+                cur.execute(f"COPY FROM DATABASE {quoted_source} TO {alias}")
+        except BaseException:
+            cur.execute(f"DETACH {alias}")
+            dest.unlink(missing_ok=True)
+            Path(f"{dest}.wal").unlink(missing_ok=True)
+            raise
+        cur.execute(f"DETACH {alias}")
+        log.info("snapshot of %s written to %s", self.path, dest)
+        return dest
