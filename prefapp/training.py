@@ -1,0 +1,533 @@
+"""DPO training: preference pairs in, a LoRA adapter out.
+
+One linear story (as in TRL's own scripts): check the data -> load the model -> build DPOConfig + LoraConfig ->
+DPOTrainer(...) -> train() -> save the adapter. TRL does the work; this module only composes it, reports progress
+through a callback, and lets the app cancel. `TrainingJob` runs the same story in a background thread so the UI
+stays responsive and a crash in training never takes the app down.
+
+What TRL 1.16 does with our data (read from trl/trainer/dpo_trainer.py, so nobody has to again):
+- Conversational rows are tokenized with the chat template: the prompt with `add_generation_prompt=True`, and
+  prompt+chosen / prompt+rejected in full; the completion is whatever follows the common prefix. No BOS token is
+  needed (nothing adds one; the template decides), and the end-of-turn token written by the template after the
+  answer is trained as part of the completion.
+- `max_length` cuts prompt+completion from the end (`keep_start`) in the collator, silently; pairs whose prompt
+  alone reaches `max_length` are dropped. We count both and warn, because a cut answer loses the very tokens
+  that distinguish chosen from rejected.
+- The pad token is `tokenizer.pad_token` if set (it must be in the vocabulary), else EOS; TRL copies its id to the
+  model config. Padding is added by the collator on the right and masked out by length, so a pad token that
+  differs from EOS (as in the demo model) needs nothing special.
+- With `peft_config` and `ref_model=None` the reference is the same weights with the adapter disabled: no second
+  copy in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from .config import ConfigError, TrainConfig
+from .export import PREFERENCE_COLUMNS
+
+log = logging.getLogger(__name__)
+
+ROUND_FILE = "prefapp_round.json"  # written next to the adapter: what was trained, how, and how it went
+# The values DPOConfig.loss_type documents; checked here so a typo fails before the model loads.
+LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)
+STATES = ("starting", "running", "saving", "finished", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int  # optimizer steps done
+    total_steps: int  # steps planned (0 until the trainer has counted them)
+    epoch: float  # fractional epoch, as the trainer counts it
+    elapsed_s: float  # wall time since train_dpo was called, loading included
+    eta_s: float | None  # remaining training time at the rate so far; None before the first step
+    metrics: dict[str, float]  # latest logged values: loss, rewards/chosen, rewards/margins, rewards/accuracies, ...
+    history: tuple[dict, ...]  # every logged row, each with its "step"
+    state: str  # one of STATES
+    message: str  # one line for a human
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: Path  # standard PEFT adapter: PeftModel.from_pretrained(base, adapter_dir)
+    metrics: dict  # last logged DPO metrics plus the trainer's summary (train_loss, train_runtime, ...)
+    history: list[dict]  # every logged row, with its "step"
+    steps: int  # optimizer steps actually done (fewer than planned when cancelled)
+    seconds: float  # wall time of the whole call, loading and saving included
+    device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100)"
+    precision: str  # e.g. "fp32 (CPU: 4-bit needs CUDA)", "bf16", "4-bit nf4 + bf16"
+    cancelled: bool  # True when stopped early; the adapter still holds what was trained
+
+
+# --- checks that run before anything heavy is loaded -------------------------------------------------------------
+
+
+def check_inputs(dataset: Dataset, config: TrainConfig) -> None:
+    """Raise ValueError (ConfigError for settings) naming the fix, before any model is loaded."""
+    config.validate()
+    if config.loss_type not in LOSS_TYPES:
+        raise ConfigError(f"loss_type={config.loss_type!r} is unknown: use one of {', '.join(LOSS_TYPES)}")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"expected a datasets.Dataset, got {type(dataset).__name__}: wrap rows in Dataset.from_list")
+    missing = [c for c in PREFERENCE_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"the dataset lacks column(s) {missing} (it has {dataset.column_names}): DPO needs prompt, chosen and "
+            "rejected; export labelled pairs with prefapp's export, which writes exactly these"
+        )
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: label some pairs (A or B) and export them before training")
+    for i, row in enumerate(dataset.select_columns(list(PREFERENCE_COLUMNS))):
+        _check_row(i, row)
+    config.validate(len(dataset))
+    same = sum(row["chosen"] == row["rejected"] for row in dataset.select_columns(["chosen", "rejected"]))
+    if same:
+        log.warning("%d of %d pairs have chosen == rejected: they carry no preference signal", same, len(dataset))
+
+
+def _check_row(i: int, row: dict) -> None:
+    fix = (
+        "use the conversational format: prompt = [{'role': 'user', 'content': ...}] (optionally after system/"
+        "assistant turns), chosen and rejected = [{'role': 'assistant', 'content': ...}]"
+    )
+    prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+    if not _is_messages(prompt) or not prompt or prompt[-1]["role"] != "user":
+        raise ValueError(f"row {i}: prompt must be a list of messages ending with a user turn, got {prompt!r}: {fix}")
+    for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        if not _is_messages(answer) or len(answer) != 1 or answer[0]["role"] != "assistant":
+            raise ValueError(f"row {i}: {name} must be one assistant message, got {answer!r}: {fix}")
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+
+
+# --- where and in what precision to train ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    device: str  # reported in TrainResult
+    precision: str  # reported in TrainResult
+    model_kwargs: dict  # for from_pretrained
+    args_kwargs: dict  # mixed-precision flags for DPOConfig
+    checkpointing: bool = True  # recompute activations: ~20% slower, far less memory on a GPU
+
+
+def _plan(config: TrainConfig) -> _Plan:
+    import torch
+
+    if not torch.cuda.is_available():
+        if config.use_4bit:
+            log.warning("use_4bit=True but there is no CUDA device: bitsandbytes 4-bit needs CUDA, training in fp32")
+        why = ": 4-bit needs CUDA" if config.use_4bit is not False else ""
+        # fp32 on CPU: bf16 autocast there is slow and lossy; gradient checkpointing only saves memory we have.
+        return _Plan("cpu", f"fp32 (CPU{why})", {"dtype": torch.float32},
+                     {"use_cpu": True, "bf16": False, "fp16": False}, checkpointing=False)
+    device = f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    if not torch.cuda.is_bf16_supported():
+        # Pre-Ampere GPUs (e.g. T4): fp32 master weights with fp16 autocast; TRL's QLoRA path assumes bf16.
+        return _Plan(device, "fp32 + fp16 autocast (no bf16 on this GPU)", {"dtype": torch.float32},
+                     {"bf16": False, "fp16": True})
+    if config.use_4bit is False or not _bitsandbytes_ok(config.use_4bit):
+        return _Plan(device, "bf16", {"dtype": torch.bfloat16}, {"bf16": True, "fp16": False})
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,  # QLoRA's recipe: saves ~0.4 bit/param for free
+    )
+    on_this_gpu = {"": torch.cuda.current_device()}  # bitsandbytes weights cannot be moved after loading
+    model_kwargs = {"dtype": torch.bfloat16, "quantization_config": quant, "device_map": on_this_gpu}
+    return _Plan(device, "4-bit nf4 + bf16", model_kwargs, {"bf16": True, "fp16": False})
+
+
+def _bitsandbytes_ok(required: bool | None) -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA setup raising at import
+        if required:
+            msg = f"use_4bit=True but bitsandbytes does not load ({exc}): install it or set use_4bit=False"
+            raise ConfigError(msg) from exc
+        log.warning("bitsandbytes does not load (%s): training in bf16 without 4-bit", exc)
+        return False
+    return True
+
+
+# --- loading -----------------------------------------------------------------------------------------------------
+
+
+def _load(base_model: str | Path, plan: _Plan) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM
+
+    path = Path(base_model).expanduser()
+    if (path.is_absolute() or str(base_model).startswith(".")) and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no model at {path}: pass a Hub id or a directory saved with save_pretrained "
+            "(for the demo model, run `prefapp build-demo-model`)"
+        )
+    source = str(path) if path.exists() else str(base_model)  # a local dir, else a Hub id
+    with _quiet_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(source, **plan.model_kwargs)
+    return model, _load_tokenizer(source)
+
+
+@contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """Silence the tqdm bars of weight loading and dataset.map; our progress goes through on_progress."""
+    import datasets.utils
+    import transformers.utils.logging as hf_logging
+
+    datasets_on, hf_on = not datasets.utils.are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    if datasets_on:
+        datasets.utils.disable_progress_bars()
+    if hf_on:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.utils.enable_progress_bars()
+        if hf_on:
+            hf_logging.enable_progress_bar()
+
+
+def _load_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{source} has no chat template: use an instruct/chat model, or set tokenizer.chat_template")
+    if tokenizer.pad_token is None:
+        log.info("%s has no pad token: padding with EOS %r (masked by length: harmless)", source, tokenizer.eos_token)
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# --- TRL configs -------------------------------------------------------------------------------------------------
+
+
+def _dpo_args(config: TrainConfig, plan: _Plan, scratch: Path) -> Any:
+    from trl import DPOConfig
+
+    # transformers 5.x renamed gradient_checkpointing (TRL defaults it to True) and warns on the old name.
+    renamed = "activation_checkpointing" in DPOConfig.__dataclass_fields__
+    checkpointing = {("activation_checkpointing" if renamed else "gradient_checkpointing"): plan.checkpointing}
+    return DPOConfig(
+        output_dir=str(scratch),  # trainer scratch only; the adapter is saved by us
+        beta=config.beta,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        loss_type=config.loss_type,
+        seed=config.seed,
+        logging_steps=1,  # every step feeds the progress bar and the curves
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,  # worker processes cost more than they save for a few hundred pairs
+        **plan.args_kwargs,
+        **checkpointing,
+    )
+
+
+def _lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",  # every linear layer but lm_head (TRL rejects an adapter there)
+        task_type="CAUSAL_LM",
+    )
+
+
+# --- progress ----------------------------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Turns trainer events into TrainProgress snapshots for `on_progress`; never lets a UI bug stop training."""
+
+    def __init__(self, on_progress: Callable[[TrainProgress], None] | None, started: float):
+        self.on_progress = on_progress
+        self.started = started
+        self.train_started: float | None = None
+        self.step, self.total_steps, self.epoch = 0, 0, 0.0
+        self.metrics: dict[str, float] = {}
+        self.history: list[dict] = []
+        self.summary: dict[str, float] = {}
+
+    def emit(self, state: str, message: str) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(self.snapshot(state, message))
+        except Exception:
+            log.exception("on_progress raised; training goes on")
+
+    def snapshot(self, state: str, message: str) -> TrainProgress:
+        return TrainProgress(
+            step=self.step, total_steps=self.total_steps, epoch=self.epoch,
+            elapsed_s=time.monotonic() - self.started, eta_s=self._eta(), metrics=dict(self.metrics),
+            history=tuple(self.history), state=state, message=message,
+        )
+
+    def _eta(self) -> float | None:
+        if self.train_started is None or self.step == 0:
+            return None
+        per_step = (time.monotonic() - self.train_started) / self.step
+        return per_step * max(self.total_steps - self.step, 0)
+
+    def record(self, step: int, logs: dict) -> None:
+        numbers = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k != "total_flos"}
+        if "loss" in numbers:  # a per-step row; the end-of-training summary has train_loss instead
+            self.metrics = numbers
+            self.history.append({"step": step, **numbers})
+        else:
+            self.summary.update(numbers)
+
+
+def _progress_callback(reporter: _Reporter, stop_event: threading.Event | None) -> Any:
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            reporter.train_started = time.monotonic()
+            reporter.total_steps = state.max_steps
+            reporter.emit("running", f"training: {state.max_steps} steps")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            reporter.step, reporter.epoch = state.global_step, float(state.epoch or 0.0)
+            if stop_event is not None and stop_event.is_set():
+                control.should_training_stop = True  # the loop ends after this step; the step is still logged
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            reporter.record(state.global_step, logs)
+            if "loss" in logs:  # logging_steps=1: one row, hence one report, per step
+                reporter.emit("running", f"step {state.global_step}/{state.max_steps}, loss {logs['loss']:.4f}")
+
+    return ProgressCallback()
+
+
+# --- the story ---------------------------------------------------------------------------------------------------
+
+
+def train_dpo(
+    base_model: str | Path,
+    dataset: Dataset,
+    config: TrainConfig,
+    output_dir: Path,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on `base_model` with DPO on `dataset`; save it to `output_dir` and say how it went."""
+    started = time.monotonic()
+    check_inputs(dataset, config)
+    reporter = _Reporter(on_progress, started)
+    reporter.emit("starting", f"loading {base_model}")
+
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOTrainer
+
+    plan = _plan(config)
+    model, tokenizer = _load(base_model, plan)
+    output_dir = Path(output_dir)
+    with tempfile.TemporaryDirectory(prefix="prefapp-dpo-") as scratch, _quiet_progress_bars():
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=None,  # with peft_config: the reference is the base with the adapter switched off
+            args=_dpo_args(config, plan, Path(scratch)),
+            train_dataset=dataset.select_columns(list(PREFERENCE_COLUMNS)),
+            processing_class=tokenizer,
+            peft_config=_lora_config(config),
+            callbacks=[_progress_callback(reporter, stop_event)],
+        )
+        trainer.remove_callback(PrinterCallback)  # it print()s every log row; ours reports them instead
+        lengths = _check_lengths(trainer.train_dataset, len(dataset), config.max_length)
+        log.info("DPO on %d pairs, %s, %s", len(trainer.train_dataset), plan.device, plan.precision)
+        trainer.train()
+        steps = trainer.state.global_step
+        cancelled = steps < trainer.state.max_steps  # only a stop request ends the loop early
+        reporter.emit("saving", f"saving the adapter to {output_dir}")
+        _save(trainer, tokenizer, output_dir)
+    result = TrainResult(
+        adapter_dir=output_dir, metrics={**reporter.metrics, **reporter.summary}, history=list(reporter.history),
+        steps=steps, seconds=time.monotonic() - started, device=plan.device, precision=plan.precision,
+        cancelled=cancelled,
+    )
+    _write_round_file(result, base_model, config, len(dataset), reporter.total_steps, lengths)
+    state = "cancelled" if cancelled else "finished"
+    reporter.emit(state, f"{state} after {result.steps}/{reporter.total_steps} steps in {result.seconds:.1f}s")
+    return result
+
+
+def _check_lengths(tokenized: Dataset, n_pairs: int, max_length: int) -> dict[str, int]:
+    """Count pairs TRL will cut or has dropped for max_length, and warn: cutting silently removes DPO signal."""
+    dropped = n_pairs - len(tokenized)
+    if len(tokenized) == 0:
+        raise ValueError(f"every prompt fills max_length={max_length}: nothing is left to train on; raise max_length")
+    full = [len(p) + max(len(c), len(r)) for p, c, r in
+            zip(tokenized["prompt_ids"], tokenized["chosen_ids"], tokenized["rejected_ids"])]
+    truncated = sum(n > max_length for n in full)
+    if truncated or dropped:
+        log.warning(
+            "max_length=%d: %d of %d pairs will be cut (longest %d tokens) and %d were dropped (prompt alone too "
+            "long); cut answers lose the tokens that tell chosen from rejected: raise max_length",
+            max_length, truncated, n_pairs, max(full), dropped,
+        )
+    return {"truncated_pairs": truncated, "dropped_pairs": dropped, "longest_tokens": max(full)}
+
+
+def _save(trainer: Any, tokenizer: Any, output_dir: Path) -> None:
+    if (output_dir / "adapter_config.json").exists():
+        log.warning("overwriting the adapter in %s", output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(output_dir))  # the adapter alone (config, weights, model card), not the base
+    tokenizer.save_pretrained(str(output_dir))  # makes the dir self-contained for loading and chat
+
+
+def _write_round_file(
+    result: TrainResult, base_model: str | Path, config: TrainConfig,
+    n_pairs: int, total_steps: int, lengths: dict[str, int],
+) -> None:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    record = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base_model": str(base_model),
+        "config": config.to_dict(),
+        "n_pairs": n_pairs,
+        **lengths,
+        "steps": result.steps,
+        "total_steps": total_steps,
+        "cancelled": result.cancelled,
+        "seconds": round(result.seconds, 2),
+        "device": result.device,
+        "precision": result.precision,
+        "metrics": result.metrics,
+        "history": result.history,
+        "versions": {"trl": trl.__version__, "transformers": transformers.__version__,
+                     "peft": peft.__version__, "torch": torch.__version__},
+    }
+    (result.adapter_dir / ROUND_FILE).write_text(json.dumps(record, indent=2))
+
+
+# --- background job ----------------------------------------------------------------------------------------------
+
+
+class TrainingJob:
+    """Runs train_dpo in a daemon thread; the app polls status() and may cancel(). Errors end up in .error.
+
+    status() reaches "finished", "cancelled" or "failed" only after .result/.error are set and on_finish has run.
+    """
+
+    def __init__(
+        self,
+        base_model: str | Path,
+        dataset: Dataset,
+        config: TrainConfig,
+        output_dir: Path,
+        on_finish: Callable[[TrainResult | None, BaseException | None], None] | None = None,
+    ):
+        check_inputs(dataset, config)  # fail in the caller's thread, where the UI can show it
+        self.base_model, self.dataset, self.config, self.output_dir = base_model, dataset, config, Path(output_dir)
+        self.on_finish = on_finish
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._progress = TrainProgress(0, 0, 0.0, 0.0, None, {}, (), "starting", "not started")
+        self._final: TrainProgress | None = None  # "finished"/"cancelled", held back until on_finish has run
+        self._result: TrainResult | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> TrainingJob:
+        """Start training in the background; a job runs once."""
+        if self._thread is not None:
+            raise RuntimeError("this TrainingJob was already started: create a new one for another run")
+        self._thread = threading.Thread(target=self._run, name="prefapp-dpo", daemon=True)
+        self._thread.start()
+        return self
+
+    def status(self) -> TrainProgress:
+        """The latest progress snapshot (immutable, safe to hand to any thread)."""
+        with self._lock:
+            return self._progress
+
+    def cancel(self) -> None:
+        """Ask training to stop after the current step; what was trained is still saved."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> TrainResult | None:
+        """Block until the job ends or `timeout` passes; the result, or None if failed/still running."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.result
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def result(self) -> TrainResult | None:
+        with self._lock:
+            return self._result
+
+    @property
+    def error(self) -> BaseException | None:
+        with self._lock:
+            return self._error
+
+    def _set_progress(self, progress: TrainProgress) -> None:
+        with self._lock:
+            if progress.state in ("finished", "cancelled"):
+                self._final = progress
+            else:
+                self._progress = progress
+
+    def _run(self) -> None:
+        result, error = None, None
+        try:
+            result = train_dpo(self.base_model, self.dataset, self.config, self.output_dir,
+                               on_progress=self._set_progress, stop_event=self._stop)
+        except BaseException as exc:  # noqa: BLE001 - a background failure must reach the UI, not kill the app
+            log.exception("training failed")
+            traceback.clear_frames(exc.__traceback__)  # keep the story, free the model the frames still hold
+            error = exc
+        with self._lock:
+            self._result, self._error = result, error
+        if self.on_finish is not None:
+            try:
+                self.on_finish(result, error)
+            except Exception:
+                log.exception("on_finish raised")
+        with self._lock:  # the end state is published last: whoever sees it also sees on_finish's effects
+            if error is not None:
+                self._progress = replace(self._progress, state="failed", message=f"{type(error).__name__}: {error}")
+            elif self._final is not None:
+                self._progress = self._final
