@@ -234,6 +234,11 @@ class PrefService:
         job = self._job
         return job.status() if job is not None else None
 
+    def training_running(self) -> bool:
+        """True until a round's thread has ended, recording included (its adapter is loaded by then)."""
+        job = self._job
+        return job is not None and job.running
+
     def cancel_training(self) -> bool:
         job = self._job
         if job is None or not job.running:

@@ -1,0 +1,102 @@
+"""One real-browser pass over the app: Debian Chromium driven by Playwright, the demo model, a DuckDB file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prefapp.config import AppConfig
+from prefapp.models import Policy
+from prefapp.service import PrefService
+from prefapp.store import Store
+from prefapp.ui import build_ui
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PAYLOAD = "<img src=x onerror=alert(1)><b>bold</b>"  # must show as these characters, never as an image or bold
+SCREENSHOT = Path("/tmp/prefapp-browser-label.png")
+TIMEOUT_MS = 30_000
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def payload_service(app_config: AppConfig, demo_policy: Policy) -> Iterator[PrefService]:
+    """A service whose only prompt is the HTML payload (built directly, so no demo prompts are seeded)."""
+    service = PrefService(app_config, Store(app_config.db_path), demo_policy, seed=0)
+    service.add_typed_prompts(PAYLOAD)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def app_url(payload_service: PrefService) -> Iterator[str]:
+    demo = build_ui(payload_service)
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture
+def page(app_url: str):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def injected(page) -> int:
+    """Elements the payload would create if it were rendered as HTML anywhere on the page."""
+    return page.locator("img[src='x']").count() + page.locator("b", has_text="bold").count()
+
+
+def test_label_vote_and_untrusted_text_in_the_browser(page, payload_service: PrefService) -> None:
+    expect = playwright_api.expect
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    name = page.get_by_label("Your name (annotator)")
+    name.fill("dora")
+    name.press("Enter")
+    pair_box = page.locator("#pair-id textarea")
+    expect(pair_box).not_to_have_value("", timeout=TIMEOUT_MS)
+    pair_id = pair_box.input_value()
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(PAYLOAD)  # the literal characters
+    expect(page.get_by_label("Your votes")).to_have_value("0")
+
+    page.get_by_role("button", name="A is better").click()
+    expect(page.get_by_label("Your votes")).to_have_value("1", timeout=TIMEOUT_MS)
+    expect(page.get_by_label("Status", exact=True)).to_have_value(re.compile("^Recorded: A is better"))
+    votes = payload_service.store.votes()
+    assert [(v.pair_id, v.choice, v.annotator) for v in votes] == [(pair_id, "A", "dora")]
+    expect(pair_box).not_to_have_value(pair_id, timeout=TIMEOUT_MS)  # the next pair loaded
+    expect(pair_box).not_to_have_value("", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    page.get_by_role("tab", name="Data").click()  # the preview table shows the voted payload prompt
+    expect(page.get_by_role("gridcell", name=PAYLOAD, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+
+    page.get_by_role("tab", name="Chat").click()  # a chat message comes back in the transcripts
+    page.get_by_label("Message to both models").fill(PAYLOAD)
+    page.get_by_role("button", name="Send").click()
+    transcript = re.compile("^" + re.escape(f"You: {PAYLOAD}\n\nModel:"))
+    expect(page.get_by_label("Base model")).to_have_value(transcript, timeout=TIMEOUT_MS)
+
+    assert injected(page) == 0
+    assert dialogs == []
