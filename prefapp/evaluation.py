@@ -101,6 +101,8 @@ class RoundReport:
     labels: dict  # simulated annotator's choices while labelling this round
     train_seconds: float
     win_rate: WinRate
+    base: Profile
+    aligned: Profile
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,43 @@ class LoopReport:
         lines = []
         for r in self.rounds:
             lines.append(f"round {r.round_id}: labels {r.labels}, trained in {r.train_seconds:.1f}s; {r.win_rate.summary()}")
+            lines.append(f"  base:    {r.base.summary()}")
+            lines.append(f"  aligned: {r.aligned.summary()}")
         lines.append(f"total wall time {self.seconds:.1f}s")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Shares of sampled answers that are well formed, correct, rude and rambling (demo task judge)."""
+
+    well_formed: float
+    correct: float
+    rude: float
+    rambling: float
+
+    def summary(self) -> str:
+        return (f"well-formed {self.well_formed:.0%}, correct {self.correct:.0%}, "
+                f"rude {self.rude:.0%}, rambling {self.rambling:.0%}")
+
+
+def profile(policy: Policy, prompts: Sequence[str], sampling: SamplingConfig, adapter: str | None,
+            seed: int = 0, batch_size: int = 32) -> Profile:
+    """Sample one answer per prompt and measure what the simulated annotator cares about."""
+    from prefapp.demo_task import judge
+
+    judgements = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        replies = generation.sample(policy, chunk, sampling, adapter=adapter, seed=seed + start)
+        judgements += [judge(p, r) for p, (r,) in zip(chunk, replies)]
+    n = max(1, len(judgements))
+    return Profile(
+        sum(j.well_formed for j in judgements) / n,
+        sum(bool(j.correct) for j in judgements) / n,
+        sum(j.rude for j in judgements) / n,
+        sum(j.rambling for j in judgements) / n,
+    )
 
 
 def run_demo_loop(
@@ -147,7 +184,9 @@ def run_demo_loop(
             adapter = service.aligned
             win = head_to_head(service.policy, heldout, service.sampling, adapter, seed=seed)
             log.info("round %d: %s", round_id, win.summary())
-            reports.append(RoundReport(round_id, labels, result.seconds, win))
+            base = profile(service.policy, heldout, service.sampling, None, seed=seed + 7)
+            aligned = profile(service.policy, heldout, service.sampling, adapter, seed=seed + 7)
+            reports.append(RoundReport(round_id, labels, result.seconds, win, base, aligned))
             service.set_generator(adapter)  # the next round labels pairs from the aligned policy
     finally:
         service.close()
