@@ -1,0 +1,75 @@
+"""`prefapp train` from a terminal: the app's training story on the DuckDB store or an export, one or many processes.
+
+Under `torchrun --nproc_per_node N` (or `accelerate launch`) every process runs this same code; the Trainer reads
+RANK/WORLD_SIZE, splits each batch across processes and all-reduces gradients (gloo on CPU, NCCL on GPUs). Only rank
+0 prints progress and writes the adapter; every rank prints one line with its weights' digest so a user can see
+that the processes stayed in sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from .config import TrainConfig
+from .export import PREFERENCE_COLUMNS, ExportCounts, build_dataset, load_preferences
+from .preflight import PreflightReport, run_preflight
+
+log = logging.getLogger(__name__)
+
+STORE_WAIT_S = 60.0  # under torchrun the ranks take turns on the DuckDB file; one read takes well under a second
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    dataset: Dataset  # prompt / chosen / rejected only
+    counts: ExportCounts | None  # None for an export (its ties were dropped before it was written)
+    source: str  # for the log line: where the pairs came from
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def load_training_data(dataset_path: str | None, db_path: Path) -> TrainingData:
+    """An exported dataset when given, else the A/B votes in the DuckDB store (read, never written by training)."""
+    if dataset_path:
+        dataset = load_preferences(dataset_path).select_columns(list(PREFERENCE_COLUMNS))
+        return TrainingData(dataset, None, str(dataset_path))
+    dataset, counts = _votes_dataset(db_path)
+    return TrainingData(dataset.select_columns(list(PREFERENCE_COLUMNS)) if len(dataset) else dataset, counts,
+                        f"the store {db_path}")
+
+
+def _votes_dataset(db_path: Path) -> tuple[Dataset, ExportCounts]:
+    from .store import Store, StoreLockedError
+
+    if not Path(db_path).exists():
+        raise FileNotFoundError(f"no store at {db_path}: pass --dataset, or --db / --data-dir of a prefapp store")
+    deadline = time.monotonic() + (STORE_WAIT_S if world_size() > 1 else 0.0)
+    while True:
+        try:
+            with Store(db_path) as store:
+                return build_dataset(store.votes())
+        except StoreLockedError:  # another rank is reading it this instant; a running app holds it for good
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2 + 0.1 * rank())
+
+
+def preflight(data: TrainingData, config: TrainConfig, model_source: str) -> PreflightReport:
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    counts = data.counts
+    return run_preflight(data.dataset, config, tokenizer, AutoConfig.from_pretrained(model_source),
+                         ties_dropped=counts.ties if counts else 0, both_bad_dropped=counts.both_bad if counts else 0)

@@ -1,0 +1,67 @@
+"""`prefapp train` headless: on the DuckDB store, with preflight, and under torchrun with 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefapp.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_rounds import seed_votes  # noqa: E402
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+KNOBS = ["--batch-size", "4", "--epochs", "2", "--max-length", "128", "--lora-r", "4"]
+
+
+def env() -> dict:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFAPP_")}
+    return {**base, "HF_HUB_OFFLINE": "1", "PREFAPP_MODEL": "demo", "OMP_NUM_THREADS": "1"}
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A store with 16 A/B votes and 2 ties (which training must leave out and preflight must count)."""
+    with Store(tmp_path / "prefapp.duckdb") as store:
+        seed_votes(store, 16)
+        prompt = store.get_prompt(1)
+        for i in range(2):
+            pair = store.add_pair(prompt, "Paris.", "Paris!", False, "prefapp-demo", None, {}, "ann")
+            store.record_vote(pair.id, "tie", "ann")
+    return tmp_path
+
+
+def test_train_on_the_store_after_a_preflight(data_dir: Path):
+    cli = [sys.executable, "-m", "prefapp.cli", "train", "--data-dir", str(data_dir)]
+    checked = run(cli + KNOBS + ["--preflight"])
+    assert checked.returncode == 0, checked.stderr
+    assert "ready to train" in checked.stdout and "16 pairs" in checked.stdout and "2 ties" in checked.stdout
+    assert "<|assistant|>" in checked.stdout  # the tokenized preview
+    bad = run(cli + ["--batch-size", "4", "--max-length", "16"])
+    assert bad.returncode == 2 and "max_length" in bad.stderr and "at least" in bad.stderr
+    trained = run(cli + KNOBS + ["--output", str(data_dir / "adapter")])
+    assert trained.returncode == 0, trained.stderr
+    assert "16 pairs from the store" in trained.stdout and "step 8/8" in trained.stdout
+    assert (data_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_torchrun_two_cpu_processes_train_one_model(data_dir: Path):
+    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29517", "-m", "prefapp.cli", "train",
+           "--data-dir", str(data_dir), *KNOBS, "--output", str(data_dir / "ddp")]
+    done = run(cmd)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    ranks = dict(re.findall(r"rank (\d)/2: 4 steps, weights sha256 ([0-9a-f]{64})", done.stdout))
+    # 16 pairs, 4 per process per step, 2 processes: 2 steps per epoch, 4 in all (one process alone would take 8);
+    # gradients are all-reduced, so both ranks end with bit-identical weights although each saw different pairs.
+    assert set(ranks) == {"0", "1"} and ranks["0"] == ranks["1"], done.stdout
+    assert "step 4/4" in done.stdout and "on 2 processes" in done.stdout
+    assert (data_dir / "ddp" / "adapter_model.safetensors").is_file()
