@@ -1,0 +1,194 @@
+"""Accounts and roles: hashed passwords, and the role checked on the server for the API and for UI events."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from pathlib import Path
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from prefapp.auth import Accounts, add_user, hash_password, verify_password
+from prefapp.config import ConfigError
+from prefapp.service import PrefService
+from prefapp.ui import PrefUI
+
+PASSWORD = "correct horse battery"
+ADMIN_ONLY_API = {"/export": ("", ""), "/train": (), "/train_status": (), "/set_generator": ("base",)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def users_toml(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("auth") / "users.toml"
+    add_user(path, "ann", "annotator", PASSWORD)
+    add_user(path, "boss", "admin", PASSWORD)
+    return path.read_text()
+
+
+@pytest.fixture
+def app(service: PrefService, users_toml: str) -> Iterator[tuple[PrefUI, str]]:
+    accounts = Accounts.from_toml(users_toml)
+    ui = PrefUI(service, accounts)
+    ui.blocks.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                             quiet=True, auth=accounts.check)
+    yield ui, ui.blocks.local_url
+    ui.blocks.close()
+
+
+def test_passwords_are_stored_only_as_salted_hashes(tmp_path) -> None:
+    path = tmp_path / "users.toml"
+    add_user(path, "ann", "annotator", PASSWORD)
+    add_user(path, "ann", "admin", "another password")  # replaced, not duplicated
+    text = path.read_text()
+    assert PASSWORD not in text and "another password" not in text and text.count("[users.ann]") == 1
+    accounts = Accounts.from_toml(text)
+    assert accounts.check("ann", "another password") and not accounts.check("ann", PASSWORD)
+    assert accounts.allows("ann", "admin") and accounts.allows("ann", "annotator")
+    assert not accounts.allows("nobody", "annotator") and not accounts.check("nobody", PASSWORD)
+    assert hash_password(PASSWORD) != hash_password(PASSWORD)  # salted
+    assert verify_password(PASSWORD, hash_password(PASSWORD, iterations=1000))
+
+
+def test_bad_users_config_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match="clear text is refused.*prefapp add-user"):
+        Accounts.from_toml('[users.eve]\nrole = "admin"\npassword = "hunter22"\n')
+    with pytest.raises(ConfigError, match="role 'root'.*annotator, admin"):
+        Accounts.from_toml(f'[users.eve]\nrole = "root"\npassword = "{hash_password(PASSWORD, 1000)}"\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Accounts.from_toml("[users.eve\n")
+    with pytest.raises(ConfigError, match="empty"):
+        Accounts.from_toml("")
+    with pytest.raises(ConfigError, match="shorter than 8"):
+        hash_password("short")
+
+
+def test_every_event_has_a_role_and_admin_actions_need_admin(app) -> None:
+    ui, _ = app
+    fns = [f for f in ui.blocks.fns.values() if f.fn is not None]
+    assert len(ui.roles) == len({r for r in ui.roles}) and set(ui.roles) >= {"api_vote", "_on_export"}
+    for name in ("_on_export", "_on_start", "_on_cancel", "_on_add_prompts", "_on_sampling", "_on_generator",
+                 "_on_backup", "api_export", "api_train", "api_set_generator", "_on_data", "_on_poll"):
+        assert ui.roles[name] == "admin", name
+    for name in ("_on_vote", "_on_next_pair", "_on_chat", "api_vote", "api_next_pair"):
+        assert ui.roles[name] == "annotator", name
+    assert all(hasattr(f.fn, "__wrapped__") for f in fns)  # every Python event is guarded
+
+
+def test_annotator_cannot_reach_admin_api_and_cannot_forge_the_annotator(app, service: PrefService) -> None:
+    _, url = app
+    ann = Client(url, auth=("ann", PASSWORD), verbose=False)
+    pair_id, _, _, _ = ann.predict("boss", api_name="/next_pair")  # claims to be boss
+    assert service.store.get_pair(pair_id).served_to == "ann"
+    assert ann.predict(pair_id, "A", "boss", api_name="/vote").startswith("Recorded: A is better")
+    assert [(v.pair_id, v.annotator) for v in service.store.votes()] == [(pair_id, "ann")]
+    for endpoint, args in ADMIN_ONLY_API.items():
+        with pytest.raises(AppError, match="needs the admin role"):
+            ann.predict(*args, api_name=endpoint)
+    assert not service.config.exports_dir.exists() and service.rounds() == []
+
+    boss = Client(url, auth=("boss", PASSWORD), verbose=False)
+    assert boss.predict("", "", api_name="/export").startswith("Exported 1 pairs")
+    with pytest.raises(Exception):  # no account, no app
+        Client(url, verbose=False)
+    with pytest.raises(Exception):
+        Client(url, auth=("ann", "wrong password"), verbose=False)
+
+
+def _call_event(http: httpx.Client, url: str, fn_index: int, data: list) -> dict:
+    """Call one UI event the way the browser does (queue/join, then the event stream); return its final message."""
+    session = uuid.uuid4().hex
+    joined = http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "event_data": None,
+                                                           "trigger_id": None, "session_hash": session})
+    joined.raise_for_status()
+    with http.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event stream ended without a result")
+
+
+def test_a_hidden_ui_event_called_directly_is_refused_to_an_annotator(app, service: PrefService) -> None:
+    ui, url = app
+    export_index = next(i for i, f in ui.blocks.fns.items() if f.fn and getattr(f.fn, "__name__", "") == "_on_export")
+    defaults = ["" if c.value is None else c.value for c in ui.blocks.fns[export_index].inputs[1:]]  # as first shown
+    with httpx.Client(timeout=60) as http:
+        http.post(f"{url}login", data={"username": "ann", "password": PASSWORD}).raise_for_status()
+        refused = _call_event(http, url, export_index, ["stolen", *defaults])
+    assert refused["success"] is False and "needs the admin role" in json.dumps(refused)
+    assert not (service.config.exports_dir / "stolen").exists()
+    poll_index = next(i for i, f in ui.blocks.fns.items() if f.fn and getattr(f.fn, "__name__", "") == "_on_poll")
+    with httpx.Client(timeout=60) as http:  # a timer tick an annotator's page may still send: answered quietly
+        http.post(f"{url}login", data={"username": "ann", "password": PASSWORD}).raise_for_status()
+        tick = _call_event(http, url, poll_index, [])
+    updates = tick["output"]["data"]
+    assert tick["success"] is True and all(d.get("__type__") == "update" and "value" not in d for d in updates)
+    pair = service.next_pair("ann")  # the same call by an admin goes through: the refusal was the role's
+    service.vote(pair.pair_id, "A", "ann")
+    with httpx.Client(timeout=60) as http:
+        http.post(f"{url}login", data={"username": "boss", "password": PASSWORD}).raise_for_status()
+        allowed = _call_event(http, url, export_index, ["by-boss", *defaults])
+    assert allowed["success"] is True and (service.config.exports_dir / "by-boss").is_dir()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def test_an_annotator_in_the_browser_labels_as_themself_and_sees_no_admin_tabs(app, service: PrefService) -> None:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium: make browser")
+    expect = playwright_api.expect
+    _, url = app
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        page.get_by_label("username").fill("ann")
+        page.get_by_label("password").fill(PASSWORD)
+        page.get_by_role("button", name="Login").click()
+        expect(page.get_by_label("Access")).to_have_value("Signed in as ann (annotator).")
+        expect(page.get_by_label("Your name (annotator)")).to_have_value("ann")
+        expect(page.get_by_label("Your name (annotator)")).to_be_disabled()
+        pair_box = page.locator("#pair-id textarea")
+        expect(pair_box).not_to_have_value("")  # the first pair came without typing a name
+        pair_id = pair_box.input_value()
+        expect(page.get_by_role("tab", name="Label")).to_be_visible()
+        for tab in ("Data", "Train", "Quality"):  # gradio 6.31 ignores visible=False updates on tabs: disabled
+            expect(page.get_by_role("tab", name=tab)).to_be_disabled()
+        expect(page.get_by_role("tab", name="Chat")).to_be_enabled()
+        expect(page.get_by_role("button", name="Apply sampling")).to_have_count(0)
+        page.get_by_role("button", name="B is better").click()
+        expect(page.get_by_label("Your votes")).to_have_value("1")
+        browser.close()
+    assert [(v.pair_id, v.choice, v.annotator) for v in service.store.votes()] == [(pair_id, "B", "ann")]
+
+
+def test_add_user_from_the_command_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    users = tmp_path / "users.toml"
+    run = subprocess.run([sys.executable, "-m", "prefapp.cli", "add-user", "carol", "--role", "admin",
+                          "--users-file", str(users)], input=PASSWORD + "\n", capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert PASSWORD not in users.read_text() and Accounts.from_toml(users.read_text()).check("carol", PASSWORD)
+    short = subprocess.run([sys.executable, "-m", "prefapp.cli", "add-user", "dan", "--users-file", str(users)],
+                           input="short\n", capture_output=True, text=True, timeout=120)
+    assert short.returncode == 2 and "shorter than 8 characters" in short.stderr
