@@ -1,0 +1,258 @@
+"""Pairs generated ahead of the annotators, so a vote never waits on the model.
+
+One background thread keeps `target` pairs ready for the current generator (base model or a round's adapter)
+and sampling settings. It refills in batches: `batch_size` prompts x 2 samples are ONE `generate` call, which
+on a CPU gives several times the tokens per second of one prompt at a time (bench/generation_throughput.py).
+When the generator or the sampling changes, the ready pairs were written by the old policy: they are
+discarded and the queue refills from the new one. A batch that was being generated while the change happened is
+discarded too, so a served pair always comes from the generator that was current when it was asked for.
+
+Pairs are only recorded in the store when served (`Store.add_pair` at that moment), so a queued pair that is
+discarded leaves no trace, and `shown_at` is the moment the annotator saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from prefapp import generation
+from prefapp.config import ConfigError, SamplingConfig
+from prefapp.models import Policy
+from prefapp.store import Prompt, Store
+
+log = logging.getLogger(__name__)
+
+ERROR_BACKOFF_S = 5.0  # after a failed batch: long enough not to spin, short enough to recover by itself
+GENERATOR_NICE = 10  # the generator thread yields the CPU to request handlers (Linux nice is per thread)
+SWITCH_INTERVAL_S = 0.0005  # GIL hand-over: a handler waits <= 0.5 ms for generate's Python, not 5 ms each time
+
+
+@dataclass(frozen=True)
+class ReadyPair:
+    prompt: Prompt
+    first: str  # 1st sample of the generate call (not yet assigned to a side)
+    second: str
+    adapter: str | None  # None: the base model
+    sampling: SamplingConfig
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    ready: int  # pairs waiting for an annotator
+    target: int
+    generating: bool  # a batch is being generated right now
+    generator: str  # "base" or the adapter the ready pairs come from
+    generated: int  # pairs generated since start (all generators)
+    discarded: int  # pairs thrown away because the generator or sampling changed
+    last_batch_s: float | None  # seconds the last batch took
+    last_batch_pairs: int
+    error: str | None  # the last batch's failure, None once a batch succeeds
+
+
+class PairQueue:
+    """A background generator of ready pairs for one policy; `take()` never touches the model."""
+
+    def __init__(self, policy: Policy, store: Store, sampling: SamplingConfig, adapter: str | None = None,
+                 target: int = 16, batch_size: int = 8, seed: int | None = None) -> None:
+        if target != 0 and not 1 <= batch_size <= target:  # target 0: a queue that never generates
+            raise ConfigError(f"queue batch_size={batch_size} must be in 1..target ({target}), e.g. 8 of 16")
+        self.policy, self.store = policy, store
+        self.target, self.batch_size = target, batch_size
+        self._adapter, self._sampling = adapter, sampling
+        self._version = 0  # bumped on every generator/sampling change: batches of an older version are dropped
+        self._ready: deque[ReadyPair] = deque()
+        self._cond = threading.Condition()
+        self._rng = random.Random(seed)
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._generating = False
+        self._no_prompts = False  # the last look found no prompt to generate for
+        self._pending: Counter[int] = Counter()  # prompt id -> pairs queued or being generated, not yet served
+        self._unusable: set[int] = set()  # prompts too long for the context at the current max_new_tokens
+        self._generated = self._discarded = self._last_pairs = 0
+        self._last_s: float | None = None
+        self._error: str | None = None
+
+    # --- control -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background thread (idempotent)."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            # Votes must not queue behind generation for the GIL: measured at the 135M shape on a busy 2-core
+            # machine, p50 of vote + next pair went from 50 to 24 ms with this and the lower thread priority.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+            self._thread = threading.Thread(target=self._run, name="pair-queue", daemon=True)
+            self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop after the batch in progress (if any)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def configure(self, adapter: str | None, sampling: SamplingConfig) -> int:
+        """Switch generator/sampling; drop the pairs the old one wrote and return how many were dropped."""
+        with self._cond:
+            if (adapter, sampling) == (self._adapter, self._sampling):
+                return 0
+            dropped = len(self._ready)
+            self._adapter, self._sampling = adapter, sampling
+            self._version += 1
+            self._drop_ready()
+            self._unusable.clear()
+            self._cond.notify_all()
+        log.info("pair queue: generator %s, %s; %d queued pair(s) discarded", adapter or "base", sampling, dropped)
+        return dropped
+
+    def clear(self) -> None:
+        """Drop every ready pair (e.g. after the prompt set changed) and refill."""
+        with self._cond:
+            self._version += 1
+            self._drop_ready()
+            self._cond.notify_all()
+
+    # --- consuming ---------------------------------------------------------------------------------------
+
+    def take(self, wait_s: float = 0.0) -> ReadyPair | None:
+        """The oldest ready pair of the current generator, or None when the queue is empty. With `wait_s`, an
+        empty queue whose batch is being generated is waited for (up to `wait_s`): that batch finishes sooner
+        than a separate generate call queued behind it on the model."""
+        with self._cond:
+            deadline = time.monotonic() + wait_s
+            while not self._ready and self._busy() and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            if not self._ready:
+                self._cond.notify_all()
+                return None
+            pair = self._ready.popleft()
+            self._release(pair.prompt.id)
+            self._cond.notify_all()  # may have crossed the refill mark
+            return pair
+
+    def wait_ready(self, n: int, timeout: float) -> bool:
+        """Block until at least `n` pairs are ready (or the timeout passes); for benchmarks and warm-up."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._ready) < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def status(self) -> QueueStatus:
+        with self._cond:
+            return QueueStatus(len(self._ready), self.target, self._generating, self._adapter or "base",
+                               self._generated, self._discarded, self._last_s, self._last_pairs, self._error)
+
+    # --- the worker --------------------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        """Generating, or about to: a pair will come without anyone else calling the model."""
+        about_to = self.started and not self._stop and not self._no_prompts and self._needs_refill()
+        return self._generating or about_to
+
+    def _needs_refill(self) -> bool:
+        # Refill a whole batch at a time: batches of one would lose what batching buys.
+        return self.target > 0 and len(self._ready) + self.batch_size <= self.target
+
+    def _run(self) -> None:
+        _lower_priority()
+        while True:
+            with self._cond:
+                while not self._stop and not self._needs_refill():
+                    self._cond.wait()
+                if self._stop:
+                    return
+                version, adapter, sampling = self._version, self._adapter, self._sampling
+                prompts = self._pick_prompts(sampling)
+                self._no_prompts = not prompts
+                if not prompts:
+                    self._cond.notify_all()  # a waiting take() must not wait for pairs that cannot come
+                    self._cond.wait(ERROR_BACKOFF_S)  # no prompts yet: look again later or when notified
+                    continue
+                self._pending.update(p.id for p in prompts)
+                self._generating = True
+            self._generate(prompts, version, adapter, sampling)
+
+    def _generate(self, prompts: list[Prompt], version: int, adapter: str | None, sampling: SamplingConfig) -> None:
+        started = time.perf_counter()
+        error = None
+        try:
+            samples = generation.sample(self.policy, [p.messages for p in prompts], sampling, num_samples=2,
+                                        adapter=adapter)
+        except Exception as exc:  # a removed adapter, out of memory: report it, retry after a pause
+            log.exception("pair queue: generating %d pairs failed", len(prompts))
+            samples, error = None, f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
+        with self._cond:
+            self._generating = False
+            for p in prompts:
+                self._release(p.id)
+            if samples is not None and version == self._version:
+                for prompt, (first, second) in zip(prompts, samples):
+                    self._ready.append(ReadyPair(prompt, first, second, adapter, sampling))
+                    self._pending[prompt.id] += 1
+                self._generated += len(prompts)
+                self._last_s, self._last_pairs, self._error = seconds, len(prompts), None
+            elif samples is not None:
+                self._discarded += len(prompts)  # the generator changed while this batch ran
+            else:
+                self._error = error
+            self._cond.notify_all()
+            if error is not None and not self._stop:
+                self._cond.wait(ERROR_BACKOFF_S)
+        if samples is not None:
+            log.debug("pair queue: %d pairs in %.2f s", len(prompts), seconds)
+
+    def _pick_prompts(self, sampling: SamplingConfig) -> list[Prompt]:
+        """The least-served prompts (queued pairs count as served), skipping those too long for the context."""
+        picked: list[Prompt] = []
+        candidates = self.store.least_served_prompts(self.batch_size * 2, dict(self._pending), self._rng,
+                                                     exclude=self._unusable)
+        for prompt in candidates:
+            try:
+                generation.render_prompts(self.policy, [prompt.messages], sampling)
+            except ConfigError as exc:
+                log.warning("pair queue: prompt %d skipped: %s", prompt.id, exc)
+                self._unusable.add(prompt.id)
+                continue
+            picked.append(prompt)
+            if len(picked) == self.batch_size:
+                break
+        return picked
+
+    def _drop_ready(self) -> None:
+        self._discarded += len(self._ready)
+        for pair in self._ready:
+            self._release(pair.prompt.id)
+        self._ready.clear()
+
+    def _release(self, prompt_id: int) -> None:
+        self._pending[prompt_id] -= 1
+        if self._pending[prompt_id] <= 0:
+            del self._pending[prompt_id]
+
+
+def _lower_priority() -> None:
+    """Run this thread (and the torch threads it starts) below the request handlers; best effort."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), GENERATOR_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: generation still works
+        log.info("pair queue: could not lower the generator's priority (%s)", exc)

@@ -1,0 +1,53 @@
+"""Prompt import from .csv, .parquet and a saved `datasets` folder, through the service into a real store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from datasets import Dataset
+
+from prefapp.config import ConfigError
+from prefapp.prompt_import import cell_prompt, read_prompts, table_columns
+from prefapp.service import PrefService
+from prefapp.store import Store
+
+CONVERSATION = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}]
+
+
+def test_cells_become_prompts_or_say_why_not():
+    assert cell_prompt("  What is 1 + 1? ") == "What is 1 + 1?"
+    assert cell_prompt(CONVERSATION) == CONVERSATION[:3]  # cut after the last user turn
+    assert cell_prompt([{"from": "human", "value": "Hey"}]) == [{"role": "user", "content": "Hey"}]  # ShareGPT
+    for bad, why in (("", "empty"), (None, "not text"), ([{"role": "assistant", "content": "x"}], "without a user")):
+        with pytest.raises(ValueError, match=why):
+            cell_prompt(bad)
+
+
+def test_csv_column_chooser_and_skips(tmp_path):
+    path = tmp_path / "p.csv"
+    pd.DataFrame({"id": [1, 2, 3], "question": ["What is 3 + 3?", None, "What is 3 + 3?"]}).to_csv(path, index=False)
+    assert table_columns(str(path)) == ["id", "question"]
+    read = read_prompts(str(path))  # "question" is a usual name: picked without asking
+    assert (read.column, read.prompts) == ("question", ["What is 3 + 3?"] * 2)
+    assert read.skipped == ["row 2: not text or a message list (NoneType)"]
+    with pytest.raises(ConfigError, match="pick the prompt column: .* has id, question"):
+        read_prompts(str(path), column="nope")
+
+
+def test_service_imports_parquet_and_a_saved_multi_turn_dataset(app_config, demo_policy):
+    service = PrefService(app_config, Store(app_config.db_path), demo_policy, seed=0)
+    try:
+        data = app_config.data_dir
+        prompts = ["Name a colour.", "Name a colour.", "", "Name a fruit."]
+        pd.DataFrame({"prompt": prompts}).to_parquet(data / "p.parquet")
+        message = service.import_prompt_source("p.parquet")  # relative to the data directory
+        assert message == ("added 2 prompt(s), skipped 1 duplicate(s) from column 'prompt'; "
+                           "skipped 1 unusable row(s) (row 3: empty).")
+        Dataset.from_dict({"conversation": [CONVERSATION]}).save_to_disk(str(data / "chats"))
+        assert service.import_prompt_source(str(data / "chats"), column="conversation").startswith("added 1")
+        assert service.store.get_prompt(3).messages == CONVERSATION[:3]
+        with pytest.raises(ConfigError, match="outside the data directory"):
+            service.import_prompt_source("/etc/hosts.csv")
+    finally:
+        service.close()

@@ -1,0 +1,58 @@
+"""Export options over real votes in a real store: probes, disagreements, ties, both-bad, written responses."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefapp.config import ConfigError
+from prefapp.resolve import ExportOptions, resolve
+from prefapp.store import Store
+
+SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "r.duckdb") as s:
+        s.add_prompts(["Q1", "Q2", "Q3", "Q4"], source="test")
+        pairs = [s.add_pair(s.get_prompt(i), f"a{i}", f"b{i}", swapped=i % 2 == 0, model_id="m", adapter_id=None,
+                            sampling=SAMPLING, served_to="ann") for i in (1, 2, 3, 4)]
+        s.record_vote(pairs[0].id, "A", "ann")
+        s.record_vote(pairs[0].id, "A", "bob")  # agreement
+        s.record_vote(pairs[1].id, "A", "ann")
+        s.record_vote(pairs[1].id, "B", "bob")  # split 1:1
+        s.record_vote(pairs[1].id, "A", "cat")  # majority A
+        s.record_vote(pairs[2].id, "tie", "ann")
+        vote = s.record_vote(pairs[3].id, "both_bad", "ann").vote
+        s.add_vote_note(vote.id, None, "a better answer")
+        s.record_vote(s.add_probe(pairs[0].id, "ann").id, "B", "ann")  # a probe: never exported
+        yield s
+
+
+def rows(store, **options):
+    dataset, counts = resolve(store.votes(), store.probe_links(), store.vote_notes(), ExportOptions(**options))
+    return [(r["prompt"][0]["content"], r["chosen"][0]["content"], r["human_written"]) for r in dataset], counts
+
+
+def test_majority_keeps_one_row_per_pair_and_counts_what_it_left_out(store):
+    got, counts = rows(store)
+    assert got == [("Q1", "a1", False), ("Q2", "a2", False)]
+    assert (counts.votes, counts.probe_votes, counts.pairs, counts.disagreeing_pairs, counts.ties,
+            counts.both_bad, counts.rows) == (8, 1, 4, 1, 1, 1, 2)
+    assert "1 ties, 1 both bad, 1 repeat-probe votes" in counts.summary()
+
+
+def test_drop_and_all(store):
+    got, counts = rows(store, disagreement="drop")
+    assert got == [("Q1", "a1", False)] and counts.dropped_disagreements == 1
+    got, _ = rows(store, disagreement="all")
+    assert sorted(got) == [("Q1", "a1", False), ("Q1", "a1", False), ("Q2", "a2", False), ("Q2", "a2", False),
+                           ("Q2", "b2", False)]
+
+
+def test_both_bad_with_a_written_response_becomes_two_human_written_rows(store):
+    got, counts = rows(store, both_bad="written")
+    assert [r for r in got if r[0] == "Q4"] == [("Q4", "a better answer", True)] * 2
+    assert counts.human_written == 2 and counts.both_bad == 0
+    with pytest.raises(ConfigError, match="use one of majority"):
+        rows(store, disagreement="vote")
