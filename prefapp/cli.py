@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig, ConfigError, TrainConfig
+from prefapp.config import (LOOP_TRAIN_CONFIG, AppConfig, ConfigError, LabelingConfig, TrainConfig,
+                            read_guidelines)
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +46,59 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         beta=args.beta, learning_rate=args.learning_rate, num_epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, loss_type=args.loss_type,
-        seed=args.seed,
+        seed=args.seed, save_steps=getattr(args, "save_steps", TrainConfig.save_steps),
+        precompute_ref_log_probs=getattr(args, "precompute_ref_log_probs", False),
     )
 
 
+def labeling_config(base: LabelingConfig, overlap: int | None, probe_rate: float | None, guidelines: str | None,
+                    queue: int | None) -> LabelingConfig:
+    """The serve flags over the environment's labelling settings, validated."""
+    changes = {k: v for k, v in (("overlap", overlap), ("probe_rate", probe_rate), ("queue_target", queue))
+               if v is not None}
+    if guidelines:
+        changes["guidelines"] = read_guidelines(guidelines)
+    if queue is not None:
+        changes["queue_batch"] = min(base.queue_batch, max(queue, 1))
+    config = replace(base, **changes)
+    config.validate()
+    return config
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from prefapp.ui import launch
+    from prefapp.auth import Accounts
+    from prefapp.hosting import check_bind
 
     config = _app_config(args)
     config.host, config.port = args.host or config.host, args.port or config.port
+    config.allow_public = config.allow_public or args.allow_public
+    config.users_file = Path(args.users_file) if args.users_file else config.users_file
+    config.labeling = labeling_config(config.labeling, args.overlap, args.probe_rate, args.guidelines, args.queue)
+    check_bind(config.host, Accounts.from_env(config.users_file) is not None, config.allow_public)  # before imports
+
+    from prefapp.ui import launch  # gradio and torch: seconds to import
+
     launch(config)
+    return 0
+
+
+def cmd_add_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from prefapp.auth import add_user
+
+    prompt = f"password for {args.name}: "
+    password = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    add_user(Path(args.users_file), args.name, args.role, password)
+    print(f"{args.name} ({args.role}) saved to {args.users_file}; serve with --users-file {args.users_file}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from prefapp.store import Store
+
+    with Store(_app_config(args).db_path) as store:
+        print("backup written to", store.snapshot(args.dest))
     return 0
 
 
@@ -73,21 +118,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from prefapp.export import load_preferences, PREFERENCE_COLUMNS
+    from prefapp.headless import load_training_data, preflight, rank, world_size
     from prefapp.models import resolve_model
     from prefapp.training import train_dpo
 
     config = _app_config(args)
     train_config = _train_config(args)
-    dataset = load_preferences(args.dataset).select_columns(list(PREFERENCE_COLUMNS))
-    train_config.validate(len(dataset))
+    data = load_training_data(args.dataset, config.db_path)
+    train_config.validate(len(data.dataset))
     choice = resolve_model(config.model)
+    main_rank = rank() == 0
+    report = preflight(data, train_config, choice.source)
+    if main_rank and (args.preflight or report.issues):
+        print(report.markdown() if args.preflight else "\n".join(f"{i.level}: {i.message}" for i in report.issues))
+    if not report.ok:
+        raise ConfigError(report.first_error())
+    if args.preflight:
+        return 0
     out = Path(args.output or config.adapters_dir / "cli-run")
-    print(f"training {choice.label} ({choice.reason}) on {len(dataset)} pairs -> {out}")
-    result = train_dpo(choice.source, dataset, train_config, out,
-                       on_progress=lambda p: print(f"step {p.step}/{p.total_steps} {_metrics_line(p.metrics)}"))
-    print(f"done in {result.seconds:.1f}s ({result.precision}); adapter: {result.adapter_dir}")
-    print(json.dumps(result.metrics, indent=2))
+    if main_rank:
+        print(f"training {choice.label} ({choice.reason}) on {len(data.dataset)} pairs from {data.source} -> {out}"
+              + (f" on {world_size()} processes" if world_size() > 1 else ""))
+    on_progress = (lambda p: print(f"step {p.step}/{p.total_steps} {_metrics_line(p.metrics)}")) if main_rank else None
+    result = train_dpo(choice.source, data.dataset, train_config, out, on_progress=on_progress, resume=args.resume)
+    if world_size() > 1:  # every rank: equal digests show the processes trained one model together
+        print(f"rank {rank()}/{world_size()}: {result.steps} steps, weights sha256 {result.weights_sha256}", flush=True)
+    if main_rank:
+        print(f"done in {result.seconds:.1f}s ({result.precision}); adapter: {result.adapter_dir}")
+        for warning in result.warnings:
+            print("warning:", warning)
+        print(json.dumps(result.metrics, indent=2))
     return 0
 
 
@@ -126,7 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="interface to bind (default 127.0.0.1; env PREFAPP_HOST)")
     p.add_argument("--port", type=int, help="port (default 7860; env PREFAPP_PORT)")
     p.add_argument("--prompts", help="extra prompt file to import at start (.txt or .jsonl)")
+    p.add_argument("--users-file", help="accounts (TOML, see add-user); default env PREFAPP_USERS_FILE/PREFAPP_USERS")
+    p.add_argument("--allow-public", action="store_true",
+                   help="serve on a non-local --host without accounts, on purpose (env PREFAPP_ALLOW_PUBLIC=1)")
+    p.add_argument("--overlap", type=int, help="annotators per pair (2+ measures agreement; env PREFAPP_OVERLAP)")
+    p.add_argument("--probe-rate", type=float, help="share of repeat probes, e.g. 0.05 (env PREFAPP_PROBE_RATE)")
+    p.add_argument("--guidelines", help="Markdown file shown beside the task (env PREFAPP_GUIDELINES)")
+    p.add_argument("--queue", type=int, help="pairs generated ahead of the annotators (default 16, 0: none)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("add-user", help="add or replace an account (password read from stdin, stored hashed)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("annotator", "admin"), default="annotator")
+    p.add_argument("--users-file", default="users.toml", help="the accounts file to create or update")
+    p.set_defaults(func=cmd_add_user)
+
+    p = sub.add_parser("backup", help="copy the DuckDB file consistently (while the app runs: its Data safety button)")
+    _add_common(p)
+    p.add_argument("dest", help="the new .duckdb file to write")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("export", help="write the votes as a prompt/chosen/rejected dataset")
     _add_common(p)
@@ -134,10 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO_ID", help="also push to this Hub dataset repo (token from HF_TOKEN)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("train", help="train a DPO LoRA adapter on an exported dataset, headless")
+    p = sub.add_parser("train", help="train a DPO LoRA adapter headless, on the store or an export (torchrun-ready)")
     _add_common(p)
-    p.add_argument("--dataset", required=True, help="export directory, .parquet or .jsonl with prompt/chosen/rejected")
+    p.add_argument("--dataset", help="export directory, .parquet or .jsonl; default: the A/B votes in the store")
     p.add_argument("--output", help="adapter directory (default <data-dir>/adapters/cli-run)")
+    p.add_argument("--preflight", action="store_true", help="print the preflight report and stop (exit 2 on errors)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint under --output")
+    p.add_argument("--save-steps", type=int, default=TrainConfig.save_steps, help="checkpoint every N steps (0: off)")
+    p.add_argument("--precompute-ref-log-probs", action="store_true",
+                   help="compute the reference log-probs once before training instead of every step")
     _add_train_knobs(p)
     p.set_defaults(func=cmd_train)
 

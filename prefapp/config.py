@@ -38,6 +38,55 @@ class SamplingConfig:
         return asdict(self)
 
 
+DEFAULT_GUIDELINES = """**Pick the response you would rather get.** Prefer the one that answers the question
+correctly; then the shorter and politer one. *Tie*: equally good. *Both bad*: neither should be reinforced.
+Sides are random: do not favour A or B. Keys: **1** A, **2** B, **3** tie, **4** both bad, **S** skip, **U** undo."""
+
+
+@dataclass(frozen=True)
+class LabelingConfig:
+    queue_target: int = 16  # pairs kept ready ahead of annotators (0: none, generate after the click)
+    queue_batch: int = 8  # prompts per generate call (x2 samples): most of batching's speed-up on a CPU
+    overlap: int = 1  # annotators per pair; 2+ lets the Quality view measure agreement (costs labels)
+    probe_rate: float = 0.0  # share of serves that repeat an already-voted pair with sides swapped (consistency)
+    guidelines: str = DEFAULT_GUIDELINES  # Markdown shown beside the task
+
+    def validate(self) -> None:
+        if self.queue_target != 0 and not 1 <= self.queue_batch <= self.queue_target <= 1024:
+            raise ConfigError(f"queue_batch={self.queue_batch}, queue_target={self.queue_target}: need "
+                              "1 <= queue_batch <= queue_target <= 1024, e.g. 8 and 16 (queue_target=0: no queue)")
+        if not 1 <= self.overlap <= 20:
+            raise ConfigError(f"overlap={self.overlap} must be in 1..20: 1 (no overlap) or 2-3 to measure agreement")
+        if not 0.0 <= self.probe_rate <= 0.5:
+            raise ConfigError(f"probe_rate={self.probe_rate} must be in [0, 0.5], e.g. 0.05")
+
+
+def read_guidelines(path: str | Path) -> str:
+    """Annotation guidelines (Markdown) from a file, or a ConfigError naming the fix."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the guidelines file {path} ({exc}): give a UTF-8 Markdown file") from exc
+
+
+def labeling_from_env() -> LabelingConfig:
+    """LabelingConfig with PREFAPP_OVERLAP, PREFAPP_PROBE_RATE, PREFAPP_QUEUE and PREFAPP_GUIDELINES (a file)."""
+    base = LabelingConfig()
+    try:
+        queue = int(os.environ.get("PREFAPP_QUEUE", base.queue_target))
+        config = LabelingConfig(
+            queue_target=queue, queue_batch=min(base.queue_batch, max(queue, 1)),
+            overlap=int(os.environ.get("PREFAPP_OVERLAP", base.overlap)),
+            probe_rate=float(os.environ.get("PREFAPP_PROBE_RATE", base.probe_rate)),
+            guidelines=read_guidelines(os.environ["PREFAPP_GUIDELINES"]) if os.environ.get("PREFAPP_GUIDELINES")
+            else base.guidelines,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"PREFAPP_QUEUE/PREFAPP_OVERLAP/PREFAPP_PROBE_RATE must be numbers: {exc}") from exc
+    config.validate()
+    return config
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     beta: float = 0.1  # KL strength: TRL's default and the usual starting point
@@ -52,6 +101,8 @@ class TrainConfig:
     loss_type: str = "sigmoid"  # the original DPO loss; TRL also offers ipo, hinge, robust, ...
     seed: int = 0  # same data + same seed = same adapter
     use_4bit: bool | None = None  # None: 4-bit only where CUDA exists (bitsandbytes); False forces full precision
+    precompute_ref_log_probs: bool = False  # one reference pass up front: saves a forward per step, costs a pass
+    save_steps: int = 50  # checkpoint every N steps (and on cancel) so a round can resume; 0: only on cancel
 
     def validate(self, n_pairs: int | None = None) -> None:
         if not 0.0 < self.beta <= 10.0:
@@ -75,6 +126,8 @@ class TrainConfig:
             raise ConfigError(f"lora_alpha={self.lora_alpha} must be positive, e.g. twice lora_r")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout={self.lora_dropout} must be in [0, 1), e.g. 0.0 or 0.05")
+        if self.save_steps < 0:
+            raise ConfigError(f"save_steps={self.save_steps} must be >= 0: 0 checkpoints only on cancel, e.g. 50")
         if n_pairs is not None:
             if n_pairs == 0:
                 raise ConfigError("there are no preference pairs to train on: label some pairs (A or B), then export")
@@ -93,7 +146,13 @@ def _default_data_dir() -> Path:
     # A Space with persistent storage mounts /data; use it so labels survive restarts.
     if "PREFAPP_DATA_DIR" in os.environ:
         return Path(os.environ["PREFAPP_DATA_DIR"])
-    return REPO_ROOT / "data"
+    from prefapp.hosting import persistent_data_dir  # late: hosting imports ConfigError from here
+
+    return persistent_data_dir() or REPO_ROOT / "data"
+
+
+def _env_flag(name: str) -> bool:
+    return _env(name, "").strip().lower() in ("1", "true", "yes")
 
 
 @dataclass
@@ -108,6 +167,11 @@ class AppConfig:
     port: int = field(default_factory=lambda: int(_env("PREFAPP_PORT", "7860")))  # Gradio's and Spaces' port
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    labeling: LabelingConfig = field(default_factory=labeling_from_env)  # queue, overlap, probes, guidelines
+    users_file: Path | None = None  # accounts (TOML); None: PREFAPP_USERS_FILE / PREFAPP_USERS, else the app is open
+    allow_public: bool = field(default_factory=lambda: _env_flag("PREFAPP_ALLOW_PUBLIC"))  # open on 0.0.0.0 on purpose
+    allow_outside_paths: bool = field(  # user-typed import/export paths may leave data_dir only when an admin says so
+        default_factory=lambda: _env_flag("PREFAPP_ALLOW_OUTSIDE_PATHS"))
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -125,5 +189,6 @@ class AppConfig:
 
 
 # What the demo loop trains with: a few-million-parameter model with LoRA wants a high learning rate and a few
-# epochs over a couple of hundred pairs (the 5e-7..5e-6 of full fine-tuning would not move it).
-LOOP_TRAIN_CONFIG = TrainConfig(learning_rate=1e-3, num_epochs=3, batch_size=8, max_length=256)
+# epochs over a couple of hundred pairs (the 5e-7..5e-6 of full fine-tuning would not move it); beta 0.05 lets
+# it move further from the base, which the demo task rewards (measured: rude 14%->3%, rambling 19%->2%).
+LOOP_TRAIN_CONFIG = TrainConfig(beta=0.05, learning_rate=1e-3, num_epochs=6, batch_size=8, max_length=256)

@@ -17,6 +17,7 @@ from typing import Iterable
 from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
+from prefapp.hosting import redact
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ExportResult:
     dataset_dir: Path  # `load_from_disk` this
     parquet_path: Path  # the same rows as one Parquet file
     counts: ExportCounts
+    detail: str = ""  # what the export options left out and why (prefapp.resolve), when options were given
 
 
 def preference_row(vote) -> dict:
@@ -136,7 +138,7 @@ def push_to_hub(dataset_dir: Path, repo_id: str, token: str | None = None, priva
         dataset.push_to_hub(repo_id, token=token, private=private)
     except Exception as exc:  # offline, bad token, no write access: all need the user to act
         raise ConfigError(
-            f"push to {repo_id} failed ({type(exc).__name__}: {exc}): check the network and that HF_TOKEN has "
-            "write access; the export is still saved locally"
-        ) from exc
+            f"push to {repo_id} failed ({type(exc).__name__}: {redact(str(exc))}): check the network and that "
+            "HF_TOKEN has write access; the export is still saved locally"
+        ) from None  # the chained exception may quote the token; the message above is what the user needs
     return f"https://huggingface.co/datasets/{repo_id}"

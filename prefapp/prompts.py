@@ -11,6 +11,8 @@ from pathlib import Path
 from prefapp.config import ConfigError
 
 MAX_PROMPT_CHARS = 20_000  # far beyond a chat prompt; protects the store and the tokenizer from pasted files
+MAX_LINE_CHARS = 5 * MAX_PROMPT_CHARS  # a longer line cannot hold a valid prompt: refuse it before parsing
+MAX_FILE_BYTES = 256 * 2**20  # a prompt file this large is a mistake (a dataset dump?), not a prompt set
 Prompt = str | list[dict]
 
 
@@ -29,7 +31,8 @@ def load_prompt_file(path: Path) -> list[Prompt]:
         raise ConfigError(f"{path} is not a file: give the path of a .txt or .jsonl prompt file")
     text = _read_text(path)
     if path.suffix == ".txt":
-        prompts: list[Prompt] = [line.strip() for line in text.splitlines() if line.strip()]
+        prompts: list[Prompt] = [_checked_length(line.strip(), f"{path.name} line {n}")
+                                 for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     elif path.suffix == ".jsonl":
         prompts = [_jsonl_prompt(line, n, path.name) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
@@ -40,13 +43,19 @@ def load_prompt_file(path: Path) -> list[Prompt]:
 
 
 def _read_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"{path.name} is {size / 2**20:.0f} MB (limit {MAX_FILE_BYTES // 2**20} MB): "
+                          "split it into smaller prompt files")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark from Windows editors is not text
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path.name} is not UTF-8 text (byte {exc.start}): re-save it as UTF-8") from exc
 
 
 def _jsonl_prompt(line: str, n: int, name: str) -> Prompt:
+    if len(line) > MAX_LINE_CHARS:
+        raise ConfigError(f"{name} line {n} is {len(line)} characters (limit {MAX_LINE_CHARS}): shorten or split it")
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:

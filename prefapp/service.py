@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -18,10 +18,17 @@ from typing import Callable
 from prefapp import generation
 from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingConfig, TrainConfig
 from prefapp.export import PREFERENCE_COLUMNS, ExportResult, build_dataset, export_preferences, save_export
+from prefapp.labeling import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
+from prefapp.prompt_import import read_prompts, skipped_text, table_columns
+from prefapp.quality import QualityReport, quality_report
+from prefapp.resolve import ExportOptions, resolve
 from prefapp.prompts import load_prompt_file, parse_typed_prompts
-from prefapp.store import Round, Store, VoteCounts
-from prefapp.training import TrainingJob, TrainProgress, TrainResult
+from prefapp.paths import confine
+from prefapp.store import Round, Store, VoteCounts, to_messages
+from prefapp.training import TrainingJob, TrainProgress, TrainResult, last_checkpoint
+from prefapp.preflight import PreflightReport, run_preflight
+from prefapp import rounds as round_files
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ class PairView:
     response_a: str
     response_b: str
     generator: str  # which policy wrote both responses
+    source: str = "queue"  # "queue" (ready ahead), "generated" (queue was empty), "overlap" or "probe"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class PrefService:
         self._job_round: int | None = None
         self._job_lock = threading.Lock()
         self._load_finished_rounds()
+        self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed)  # pairs ahead of votes
 
     @classmethod
     def open(cls, config: AppConfig, choice: ModelChoice | None = None, seed: int | None = None) -> "PrefService":
@@ -110,6 +119,7 @@ class PrefService:
 
     def close(self) -> None:
         self.cancel_training()
+        self.labeling.close()
         self.store.close()
 
     # --- model ---------------------------------------------------------------------------------
@@ -123,6 +133,7 @@ class PrefService:
         sampling = SamplingConfig(float(temperature), float(top_p), int(max_new_tokens))
         sampling.validate()
         self.sampling = sampling
+        self.labeling.configure(self.generator, sampling)
         return sampling
 
     def set_generator(self, adapter: str | None) -> str:
@@ -130,6 +141,7 @@ class PrefService:
         if adapter and adapter not in self.policy.adapters:
             raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.policy.adapters) or 'none yet'}")
         self.generator = adapter or None
+        self.labeling.configure(self.generator, self.sampling)
         return f"New pairs now come from {self.generator or 'the base model'}."
 
     def set_aligned(self, adapter: str | None) -> None:
@@ -144,36 +156,95 @@ class PrefService:
         """Add prompts from a .txt (one per line) or .jsonl file; duplicates are skipped and counted."""
         path = Path(path)
         prompts = load_prompt_file(path)
+        self.check_fits_context(prompts)
         result = self.store.add_prompts(prompts, source=source or f"file:{path.name}")
         return _added_message(result)
 
     def add_typed_prompts(self, text: str) -> str:
         """Add prompts typed in the app, one per line."""
-        result = self.store.add_prompts(parse_typed_prompts(text), source="typed")
+        prompts = parse_typed_prompts(text)
+        self.check_fits_context(prompts)
+        result = self.store.add_prompts(prompts, source="typed")
         return _added_message(result)
+
+    def import_prompt_source(self, source: str, column: str | None = None, split: str = "train",
+                             uploaded: bool = False) -> str:
+        """Add prompts from .txt/.jsonl/.csv/.parquet, a saved dataset folder or a Hub dataset (`column` picks the
+        prompt column); duplicates, unusable rows and prompts too long for the context are skipped and counted."""
+        source = self._prompt_source(source, uploaded)
+        read = read_prompts(source, column or None, split)
+        prompts, too_long = [], []
+        for n, prompt in enumerate(read.prompts, 1):
+            try:
+                self.check_fits_context([prompt])
+                prompts.append(prompt)
+            except ConfigError as exc:
+                too_long.append(f"prompt {n}: {exc.__cause__ or exc}")
+        result = self.store.add_prompts(prompts, source=f"import:{Path(source).name or source}"[:200])
+        extra = [t for t in (skipped_text(read.skipped + too_long),) if t]
+        column_note = f" from column {read.column!r}" if read.column else ""
+        return _added_message(result)[:-1] + column_note + "".join(f"; {t}" for t in extra) + "."
+
+    def prompt_columns(self, source: str, split: str = "train", uploaded: bool = False) -> list[str]:
+        """The columns of a table or dataset to choose the prompt column from ([] for .txt/.jsonl)."""
+        return table_columns(self._prompt_source(source, uploaded), split)
+
+    def _prompt_source(self, source: str, uploaded: bool) -> str:
+        source = (source or "").strip()
+        local = Path(source).expanduser()
+        if not uploaded and (local.exists() or local.suffix or (self.config.data_dir / source).exists()):
+            return str(self.user_path(source))  # a typed local path stays inside the data directory
+        return source  # an uploaded file, or a Hub dataset name
+
+    def check_fits_context(self, prompts: list) -> None:
+        """Refuse the batch if a prompt leaves the model no room to answer: stored, it would block labelling."""
+        for n, prompt in enumerate(prompts, 1):
+            try:
+                messages = to_messages(prompt)
+            except ValueError:
+                continue  # malformed: the store skips it and says why
+            try:
+                generation.render_prompts(self.policy, [messages], self.sampling)
+            except ConfigError as exc:
+                raise ConfigError(f"prompt {n}: {exc}. Nothing was added.") from exc
+
+    def user_path(self, path: str | Path) -> Path:
+        """A path typed by a user (import file, export folder), confined to the data directory unless allowed."""
+        return confine(path, self.config.data_dir, self.config.allow_outside_paths)
 
     # --- labelling -----------------------------------------------------------------------------
 
     def next_pair(self, annotator: str) -> PairView:
-        """Generate two responses to the least-labelled prompt and show them in random order."""
-        annotator = _annotator(annotator)
-        prompt = self.store.next_prompt(self._fork_rng())
-        if prompt is None:
-            raise ConfigError("there are no prompts yet: add some in the Data tab (or import a file)")
-        adapter = self.generator
-        first, second = generation.generate_pair(self.policy, prompt.messages, self.sampling, adapter=adapter)
-        swapped = self._coin()
-        a, b = (second, first) if swapped else (first, second)
-        pair = self.store.add_pair(
-            prompt, a, b, swapped, model_id=self.policy.choice.label, adapter_id=adapter,
-            sampling=self.sampling.to_dict(), served_to=annotator,
-        )
-        return PairView(pair.id, prompt_text(prompt.messages), a, b, adapter or "base")
+        """The next pair for `annotator` (least-labelled prompt, random sides), from the ready queue when it can."""
+        served = self.labeling.serve(_annotator(annotator), self.generator, self.sampling)
+        return _view(served.pair, served.source)
 
-    def vote(self, pair_id: str, choice: str, annotator: str) -> VoteOutcome:
-        """Record an annotator's pick for a pair; a repeated vote changes nothing."""
+    def undo(self, annotator: str) -> PairView | None:
+        """Take back the annotator's last vote and show that pair again; None when there is nothing to undo."""
+        pair = self.labeling.undo(_annotator(annotator))
+        return None if pair is None else _view(pair, "undo")
+
+    def progress(self) -> Progress:
+        """Prompts still needing labels, overlap still owed, and the ready queue."""
+        return self.labeling.progress()
+
+    def ready_pairs(self) -> int:
+        """Pairs waiting in the queue: 0 means the next pair makes its annotator wait for the model."""
+        return self.labeling.queue.status().ready
+
+    def quality(self) -> QualityReport:
+        """Per-annotator habits, agreement on overlapped pairs and consistency on repeat probes."""
+        return quality_report(self.store.votes(), self.store.probe_links())
+
+    def vote(self, pair_id: str, choice: str, annotator: str, reason: str = "", written: str = "") -> VoteOutcome:
+        """Record an annotator's pick for a pair (optionally why, and a better response they wrote); a repeated
+        vote changes nothing."""
         annotator = _annotator(annotator)
+        if written.strip() and choice not in ("A", "B", "both_bad"):
+            raise ConfigError("a written response is the better answer: vote A, B or Both bad with it (or clear it)")
         result = self.store.record_vote((pair_id or "").strip(), choice, annotator)
+        if result.created:
+            self.store.add_vote_note(result.vote.id, reason, written)
         counts = self.store.vote_counts(annotator)
         word = CHOICE_WORDS[result.vote.choice]
         if result.created:
@@ -198,9 +269,19 @@ class PrefService:
             self.store.vote_counts(), self.store.prompt_count(), counts.pairs, counts.ties, counts.both_bad, preview
         )
 
-    def export(self, name: str | None = None) -> ExportResult:
-        """Write the A/B votes as a datasets dataset (save_to_disk + Parquet) under data/exports/."""
-        return export_preferences(self.store.votes(), self.config.exports_dir, name)
+    def export(self, name: str | None = None, options: ExportOptions | None = None) -> ExportResult:
+        """Write the A/B votes as a datasets dataset (save_to_disk + Parquet) under data/exports/; with `options`,
+        probes are left out and ties, both-bad, disagreements and written responses are treated as chosen."""
+        if options is None:
+            return export_preferences(self.store.votes(), self.config.exports_dir, name)
+        dataset, counts = resolve(self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options)
+        result = save_export(dataset, counts.as_export_counts(), self.config.exports_dir, name)
+        return replace(result, detail=counts.summary())
+
+    def backup(self) -> Path:
+        """A consistent copy of the DuckDB file under data/backups/, taken while labelling goes on."""
+        name = f"prefapp-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}.duckdb"
+        return self.store.snapshot(self.config.data_dir / "backups" / name)
 
     # --- training ------------------------------------------------------------------------------
 
@@ -211,6 +292,9 @@ class PrefService:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
             dataset, counts = build_dataset(self.store.votes())
             config.validate(counts.pairs)
+            report = self.preflight(config, dataset, counts)
+            if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
+                raise ConfigError(report.first_error())
             round_id = self.store.start_round(
                 base_model=self.policy.choice.source, config=config.to_dict(), export_path=None, n_pairs=counts.pairs
             )
@@ -218,6 +302,7 @@ class PrefService:
                 export = save_export(dataset, counts, self.config.exports_dir, f"{round_adapter_name(round_id)}-{stamp()}")
                 train_set = dataset.select_columns(list(PREFERENCE_COLUMNS))
                 output_dir = self.config.adapters_dir / f"{round_adapter_name(round_id)}-{stamp()}"
+                self.store.set_round_provenance(round_id, _provenance(train_set, counts, export, output_dir))
                 self._job = TrainingJob(
                     self.policy.choice.source, train_set, config, output_dir,
                     on_finish=lambda result, error: self._finish_round(round_id, export, result, error, on_finish),
@@ -253,6 +338,85 @@ class PrefService:
     def rounds(self) -> list[Round]:
         return self.store.rounds()
 
+    def preflight(self, config: TrainConfig, dataset=None, counts=None) -> PreflightReport:
+        """Check the current data and `config` before training: counts, truncation, preview, memory, settings."""
+        if dataset is None:
+            dataset, counts = build_dataset(self.store.votes())
+        model_config = getattr(self.policy.model, "config", None)
+        return run_preflight(dataset, config, self._own_tokenizer(), model_config,
+                             ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
+
+    def _own_tokenizer(self):
+        """A tokenizer of our own for preflight: a fast tokenizer shared with the generating thread can raise
+        'Already borrowed' when two threads use it at once."""
+        if getattr(self, "_preflight_tokenizer", None) is None:
+            from transformers import AutoTokenizer
+
+            self._preflight_tokenizer = AutoTokenizer.from_pretrained(self.policy.choice.source)
+        return self._preflight_tokenizer
+
+    def resume_training(self, round_id: int, on_finish: Callable[[int], None] | None = None) -> int:
+        """Continue a cancelled or failed round (also one cut by a crash or an app restart) from its checkpoint."""
+        from prefapp.export import ExportCounts, load_preferences
+
+        with self._job_lock:
+            if self._job is not None and self._job.running:
+                raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
+            rnd = self.store.get_round(int(round_id))
+            prov = (rnd.provenance or {}) if rnd else {}
+            if rnd is None or not prov.get("output_dir") or last_checkpoint(Path(prov["output_dir"])) is None:
+                raise ConfigError(f"round {round_id} has no checkpoint to resume from: start a new round instead")
+            export_dir = Path(prov["export_path"])
+            dataset = load_preferences(export_dir).select_columns(list(PREFERENCE_COLUMNS))
+            config = TrainConfig(**rnd.config)
+            job = TrainingJob(rnd.base_model, dataset, config, Path(prov["output_dir"]), resume=True,
+                              on_finish=lambda result, error: self._finish_round(
+                                  rnd.id, ExportResult(export_dir.name, export_dir, export_dir.with_suffix(".parquet"),
+                                                       ExportCounts(**prov["counts"])), result, error, on_finish))
+            self.store.reopen_round(rnd.id)
+            self.store.set_round_provenance(rnd.id, {**prov, "resumes": prov.get("resumes", 0) + 1})
+            self._job, self._job_round = job, rnd.id
+            job.start()
+        log.info("round %d: resuming from %s", rnd.id, last_checkpoint(Path(prov["output_dir"])))
+        return rnd.id
+
+    def make_generator(self, round_id: int | None) -> str:
+        """Hot-swap the policy that writes new pairs (and the chat's aligned side) to a round, or None for the base."""
+        name = round_adapter_name(int(round_id)) if round_id else None
+        message = self.set_generator(name)
+        if name:
+            self.set_aligned(name)
+        return message
+
+    def rollback(self) -> str:
+        """Make the finished round before the current generator the generator again (the base before round 1)."""
+        current = int(self.generator.split("-")[-1]) if self.generator else None
+        if current is None:
+            raise ConfigError("the generator is already the base model: nothing to roll back")
+        earlier = [r.id for r in self.store.rounds() if r.status == "finished" and r.id < current
+                   and round_adapter_name(r.id) in self.policy.adapters]
+        return self.make_generator(max(earlier) if earlier else None)
+
+    def merge_round(self, round_id: int, out_dir: str | Path | None = None) -> Path:
+        """Fold a finished round's adapter into the base weights and save a standalone model under data/merged/."""
+        rnd = self._finished_round(round_id)
+        default = self.config.data_dir / "merged" / f"{round_adapter_name(rnd.id)}-{stamp()}"
+        target = Path(out_dir) if out_dir else default
+        return round_files.merge_adapter(rnd.base_model, rnd.adapter_path, target)
+
+    def push_round(self, round_id: int, repo_id: str, token: str | None = None) -> str:
+        """Push a finished round's adapter with a model card to the Hub (token from the argument or HF_TOKEN)."""
+        rnd = self._finished_round(round_id)
+        card = round_files.model_card(rnd.id, rnd.base_model, rnd.config, rnd.metrics, rnd.provenance)
+        return round_files.push_adapter(rnd.adapter_path, (repo_id or "").strip(), card, token=token)
+
+    def _finished_round(self, round_id: int) -> Round:
+        rnd = self.store.get_round(int(round_id))
+        if rnd is None or rnd.status != "finished" or not rnd.adapter_path:
+            finished = [r.id for r in self.store.rounds() if r.status == "finished"]
+            raise ConfigError(f"round {round_id} is not a finished round: pick one of {finished or 'none yet'}")
+        return rnd
+
     def _finish_round(
         self, round_id: int, export: ExportResult, result: TrainResult | None, error: BaseException | None,
         on_finish: Callable[[int], None] | None,
@@ -263,7 +427,7 @@ class PrefService:
             self.store.fail_round(round_id, "cancelled by the user", status="cancelled")
         else:
             metrics = {**result.metrics, "steps": result.steps, "seconds": result.seconds, "precision": result.precision,
-                       "export": str(export.dataset_dir)}
+                       "export": str(export.dataset_dir), "warnings": list(result.warnings)}
             self.store.finish_round(round_id, str(result.adapter_dir), metrics)
             name = round_adapter_name(round_id)
             self.policy.load_adapter(name, result.adapter_dir)
@@ -301,6 +465,18 @@ class PrefService:
     def _fork_rng(self) -> random.Random:
         with self._rng_lock:
             return random.Random(self._rng.random())
+
+
+def _view(pair, source: str) -> PairView:
+    return PairView(pair.id, prompt_text(pair.prompt), pair.response_a, pair.response_b, pair.adapter_id or "base",
+                    source)
+
+
+def _provenance(dataset, counts, export: ExportResult, output_dir: Path) -> dict:
+    """What a round trains on, recorded before it starts: enough to reproduce it and to resume it."""
+    return {"dataset_sha256": round_files.dataset_sha256(dataset), "export_path": str(export.dataset_dir),
+            "output_dir": str(output_dir), "counts": {"votes": counts.votes, "pairs": counts.pairs,
+                                                       "ties": counts.ties, "both_bad": counts.both_bad}}
 
 
 def _annotator(name: str) -> str:

@@ -123,6 +123,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "005_rounds_provenance",  # what a round was trained on: dataset hash + counts, export, adapter dir, resumes
+        "ALTER TABLE rounds ADD COLUMN provenance JSON;",
+    ),
+    (
+        "006_probes_and_vote_notes",
+        """
+        ALTER TABLE pairs ADD COLUMN probe_of VARCHAR;  -- a repeat probe: the voted pair it repeats, sides swapped
+        CREATE TABLE vote_notes (
+            vote_id BIGINT PRIMARY KEY,      -- votes.id; deleted with the vote on undo
+            reason VARCHAR,                  -- the annotator's optional free-text reason
+            written_chosen VARCHAR           -- a human-written (or edited) response that replaces `chosen`
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """
@@ -235,6 +250,7 @@ class Round:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    provenance: dict | None = None  # dataset_sha256, counts, export_path, output_dir, resumes (see the service)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +265,8 @@ _VOTE_COLS = (
     "sampling, shown_at, created_at"
 )
 _ROUND_COLS = (
-    "id, status, base_model, adapter_path, export_path, n_pairs, config, metrics, error, started_at, finished_at"
+    "id, status, base_model, adapter_path, export_path, n_pairs, config, metrics, error, started_at, finished_at, "
+    "provenance"
 )
 
 
@@ -271,10 +288,10 @@ def _vote(row: tuple) -> Vote:
 
 
 def _round(row: tuple) -> Round:
-    id_, status, base, adapter, export, n_pairs, config, metrics, error, started, finished = row
+    id_, status, base, adapter, export, n_pairs, config, metrics, error, started, finished, provenance = row
     return Round(id_, status, base, adapter, export, n_pairs, json.loads(config),
                  None if metrics is None else json.loads(metrics), error, _utc(started),
-                 None if finished is None else _utc(finished))
+                 None if finished is None else _utc(finished), None if provenance is None else json.loads(provenance))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,6 +536,23 @@ class Store:
             return None
         return self.get_prompt((rng or random.Random()).choice(rows)[0])
 
+    def least_served_prompts(self, limit: int, pending: dict[int, int] | None = None,
+                             rng: random.Random | None = None, exclude: set[int] | frozenset = frozenset()
+                             ) -> list[Prompt]:
+        """Up to `limit` prompts with the fewest pairs served, counting `pending` (id -> pairs queued) as served."""
+        rows = self._cur().execute(
+            "SELECT p.id, count(pr.id) FROM prompts p LEFT JOIN pairs pr ON pr.prompt_id = p.id GROUP BY p.id"
+        ).fetchall()
+        rng, pending = rng or random.Random(), pending or {}
+        keyed = [(n + pending.get(pid, 0), rng.random(), pid) for pid, n in rows if pid not in exclude]
+        ids = [pid for _, _, pid in sorted(keyed)[:limit]]
+        if not ids:
+            return []
+        found = self._cur().execute(
+            f"SELECT {_PROMPT_COLS} FROM prompts WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+        by_id = {row[0]: _prompt(row) for row in found}
+        return [by_id[pid] for pid in ids if pid in by_id]
+
     # -- pairs ---------------------------------------------------------------------------------
 
     def add_pair(self, prompt: Prompt, response_a: str, response_b: str, swapped: bool, model_id: str,
@@ -549,6 +583,51 @@ class Store:
     def pair_count(self) -> int:
         """How many pairs have been served."""
         return self._cur().execute("SELECT count(*) FROM pairs").fetchone()[0]
+
+    def add_probe(self, pair_id: str, annotator: str) -> Pair:
+        """A repeat of a voted pair for the same annotator, sides swapped, recorded as a new pair (probe_of)."""
+        with self._write() as cur:
+            new_id = uuid.uuid4().hex
+            cur.execute(
+                f"INSERT INTO pairs ({_PAIR_COLS}, probe_of) SELECT ?, prompt_id, prompt, response_b, response_a, "
+                "NOT swapped, model_id, adapter_id, sampling, ?, ?, id FROM pairs WHERE id = ?",
+                [new_id, annotator, _now(), pair_id])
+            row = cur.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [new_id]).fetchone()
+        if row is None:
+            raise ValueError(f"unknown pair {pair_id!r}: a probe repeats a pair that exists")
+        return _pair(row)
+
+    def probe_candidate(self, annotator: str, rng: random.Random) -> str | None:
+        """A pair `annotator` voted on (not a probe, not yet probed), chosen at random; None when there is none."""
+        rows = self._cur().execute(
+            "SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.annotator = ? "
+            "AND p.probe_of IS NULL AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.probe_of = v.pair_id "
+            "AND q.served_to = ?) ORDER BY v.pair_id", [annotator, annotator]).fetchall()
+        return rng.choice(rows)[0] if rows else None
+
+    def probe_links(self) -> dict[str, str]:
+        """probe pair id -> the pair it repeats."""
+        return dict(self._cur().execute("SELECT id, probe_of FROM pairs WHERE probe_of IS NOT NULL").fetchall())
+
+    def pair_for_overlap(self, annotator: str, overlap: int) -> Pair | None:
+        """The oldest voted pair that still needs another annotator's vote (fewer than `overlap`) and is new to
+        `annotator`; probes are never shared."""
+        row = self._cur().execute(
+            f"SELECT {', '.join('p.' + c.strip() for c in _PAIR_COLS.split(','))} FROM pairs p "
+            "JOIN votes v ON v.pair_id = p.id WHERE p.probe_of IS NULL AND p.served_to IS DISTINCT FROM ? "
+            "GROUP BY ALL HAVING count(*) < ? AND count(*) FILTER (WHERE v.annotator = ?) = 0 "
+            "ORDER BY p.created_at, p.id LIMIT 1", [annotator, overlap, annotator]).fetchone()
+        return None if row is None else _pair(row)
+
+    def labelling_progress(self, overlap: int = 1) -> tuple[int, int, int]:
+        """(prompts, prompts with at least one vote, voted pairs still short of `overlap` votes)."""
+        cur = self._cur()
+        (prompts,) = cur.execute("SELECT count(*) FROM prompts").fetchone()
+        (labelled,) = cur.execute("SELECT count(DISTINCT prompt_id) FROM votes").fetchone()
+        (short,) = cur.execute(
+            "SELECT count(*) FROM (SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id "
+            "WHERE p.probe_of IS NULL GROUP BY v.pair_id HAVING count(*) < ?)", [overlap]).fetchone()
+        return prompts, labelled, short
 
     # -- votes ---------------------------------------------------------------------------------
 
@@ -581,6 +660,33 @@ class Store:
             rows = self._cur().execute(f"SELECT {_VOTE_COLS} FROM votes WHERE choice = ? ORDER BY created_at, id",
                                        [_check_choice(choice)]).fetchall()
         return [_vote(r) for r in rows]
+
+    def undo_last_vote(self, annotator: str) -> Vote | None:
+        """Delete `annotator`'s most recent vote (and its note) and return it; None when there is none."""
+        annotator = _check_annotator(annotator)
+        with self._write() as cur:
+            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE annotator = ? ORDER BY created_at DESC, id DESC "
+                              "LIMIT 1", [annotator]).fetchone()
+            if row is None:
+                return None
+            cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [row[0]])
+            cur.execute("DELETE FROM votes WHERE id = ?", [row[0]])
+        return _vote(row)
+
+    def add_vote_note(self, vote_id: int, reason: str | None, written_chosen: str | None) -> None:
+        """Attach a reason and/or a human-written `chosen` response to a vote (replacing an earlier note)."""
+        reason, written = (reason or "").strip() or None, (written_chosen or "").strip() or None
+        if reason is None and written is None:
+            return
+        with self._write() as cur:
+            cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [vote_id])
+            cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
+                        [vote_id, reason, written])
+
+    def vote_notes(self) -> dict[int, tuple[str | None, str | None]]:
+        """vote id -> (reason, human-written chosen) for every vote that has a note."""
+        rows = self._cur().execute("SELECT vote_id, reason, written_chosen FROM vote_notes").fetchall()
+        return {vote_id: (reason, written) for vote_id, reason, written in rows}
 
     def vote_counts(self, annotator: str | None = None) -> VoteCounts:
         """Vote totals by choice and by annotator, plus `annotator`'s own count."""
@@ -636,6 +742,31 @@ class Store:
             ended = _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
         log.info("round %d %s", round_id, status)
         return ended
+
+    def set_round_provenance(self, round_id: int, provenance: dict) -> None:
+        """Record what a round trains on (dataset hash and counts, export, output dir); replaces the previous record."""
+        provenance_json = _json_dict(provenance, "provenance")
+        with self._write() as cur:
+            if cur.execute("SELECT 1 FROM rounds WHERE id = ?", [round_id]).fetchone() is None:
+                raise ValueError(f"unknown round {round_id}: start_round() returns the round number to use")
+            cur.execute("UPDATE rounds SET provenance = ? WHERE id = ?", [provenance_json, round_id])
+
+    def reopen_round(self, round_id: int) -> Round:
+        """Set a cancelled or failed round running again, to resume it from its checkpoint."""
+        with self._write() as cur:
+            row = cur.execute("SELECT status FROM rounds WHERE id = ?", [round_id]).fetchone()
+            if row is None:
+                raise ValueError(f"unknown round {round_id}: pick one from the rounds list")
+            if row[0] not in ("cancelled", "failed"):
+                raise ValueError(f"round {round_id} is {row[0]}: only a cancelled or failed round can be resumed")
+            running = cur.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if running is not None:
+                raise ValueError(f"round {running[0]} is still running: wait for it to finish or cancel it first")
+            cur.execute("UPDATE rounds SET status = 'running', error = NULL, finished_at = NULL WHERE id = ?",
+                        [round_id])
+            reopened = _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
+        log.info("round %d reopened to resume", round_id)
+        return reopened
 
     def rounds(self) -> list[Round]:
         """Every training round, newest first."""

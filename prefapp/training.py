@@ -17,14 +17,19 @@ What TRL 1.16 does with our data (read from trl/trainer/dpo_trainer.py, so nobod
   model config. Padding is added by the collator on the right and masked out by length, so a pad token that
   differs from EOS (as in the demo model) needs nothing special.
 - With `peft_config` and `ref_model=None` the reference is the same weights with the adapter disabled: no second
-  copy in memory.
+  copy in memory. `precompute_ref_log_probs=True` runs that reference once over the data before training (TRL adds
+  ref_chosen_logps / ref_rejected_logps columns) instead of one extra forward per step.
+- Checkpoints (adapter, optimizer, scheduler, RNG states, trainer state) go to `<adapter dir>/checkpoints` every
+  `save_steps` and when a cancel is asked for; `resume=True` continues from the newest with the data order and RNGs
+  restored, so a resumed run ends with the same weights as an uninterrupted one (tested bit for bit on CPU).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import os
+import shutil
 import threading
 import time
 import traceback
@@ -39,10 +44,12 @@ from datasets import Dataset
 
 from .config import ConfigError, TrainConfig
 from .export import PREFERENCE_COLUMNS
+from .train_monitor import diagnose
 
 log = logging.getLogger(__name__)
 
 ROUND_FILE = "prefapp_round.json"  # written next to the adapter: what was trained, how, and how it went
+CHECKPOINTS = "checkpoints"  # under the adapter dir: trainer checkpoints for resume; removed once a run finishes
 # The values DPOConfig.loss_type documents; checked here so a typo fails before the model loads.
 LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
@@ -62,6 +69,7 @@ class TrainProgress:
     history: tuple[dict, ...]  # every logged row, each with its "step"
     state: str  # one of STATES
     message: str  # one line for a human
+    warnings: tuple[str, ...] = ()  # plain-language problems seen so far (train_monitor), with what to try
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,9 @@ class TrainResult:
     device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100)"
     precision: str  # e.g. "fp32 (CPU: 4-bit needs CUDA)", "bf16", "4-bit nf4 + bf16"
     cancelled: bool  # True when stopped early; the adapter still holds what was trained
+    warnings: tuple[str, ...] = ()  # what train_monitor flagged during the run
+    resumed_from: str | None = None  # the checkpoint this run continued, if any
+    weights_sha256: str = ""  # of the trained LoRA weights: equal on every rank when distributed training syncs
 
 
 # --- checks that run before anything heavy is loaded -------------------------------------------------------------
@@ -156,7 +167,8 @@ def _plan(config: TrainConfig) -> _Plan:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,  # QLoRA's recipe: saves ~0.4 bit/param for free
     )
-    on_this_gpu = {"": torch.cuda.current_device()}  # bitsandbytes weights cannot be moved after loading
+    # bitsandbytes weights cannot be moved after loading; under torchrun each rank loads onto its own GPU.
+    on_this_gpu = {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
     model_kwargs = {"dtype": torch.bfloat16, "quantization_config": quant, "device_map": on_this_gpu}
     return _Plan(device, "4-bit nf4 + bf16", model_kwargs, {"bf16": True, "fp16": False})
 
@@ -226,14 +238,15 @@ def _load_tokenizer(source: str) -> Any:
 # --- TRL configs -------------------------------------------------------------------------------------------------
 
 
-def _dpo_args(config: TrainConfig, plan: _Plan, scratch: Path) -> Any:
+def _dpo_args(config: TrainConfig, plan: _Plan, checkpoint_dir: Path) -> Any:
+    """checkpoint_dir: the trainer's output_dir; checkpoints go there every config.save_steps and on cancel."""
     from trl import DPOConfig
 
     # transformers 5.x renamed gradient_checkpointing (TRL defaults it to True) and warns on the old name.
     renamed = "activation_checkpointing" in DPOConfig.__dataclass_fields__
     checkpointing = {("activation_checkpointing" if renamed else "gradient_checkpointing"): plan.checkpointing}
     return DPOConfig(
-        output_dir=str(scratch),  # trainer scratch only; the adapter is saved by us
+        output_dir=str(checkpoint_dir),  # checkpoints only; the adapter is saved by us
         beta=config.beta,
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_epochs,
@@ -244,7 +257,10 @@ def _dpo_args(config: TrainConfig, plan: _Plan, scratch: Path) -> Any:
         seed=config.seed,
         logging_steps=1,  # every step feeds the progress bar and the curves
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if config.save_steps else "no",  # the cancel callback also asks for a save
+        save_steps=config.save_steps or 500,
+        save_total_limit=2,  # the newest to resume from, plus one in case the newest was cut by a crash
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
         disable_tqdm=True,
         dataloader_num_workers=0,  # worker processes cost more than they save for a few hundred pairs
         **plan.args_kwargs,
@@ -274,10 +290,12 @@ class _Reporter:
         self.on_progress = on_progress
         self.started = started
         self.train_started: float | None = None
+        self.first_step = 0  # where this run began: >0 when resumed, so the ETA uses only this run's pace
         self.step, self.total_steps, self.epoch = 0, 0, 0.0
         self.metrics: dict[str, float] = {}
         self.history: list[dict] = []
         self.summary: dict[str, float] = {}
+        self.warnings: list[str] = []
 
     def emit(self, state: str, message: str) -> None:
         if self.on_progress is None:
@@ -291,13 +309,15 @@ class _Reporter:
         return TrainProgress(
             step=self.step, total_steps=self.total_steps, epoch=self.epoch,
             elapsed_s=time.monotonic() - self.started, eta_s=self._eta(), metrics=dict(self.metrics),
-            history=tuple(self.history), state=state, message=message,
+            history=tuple(self.history), state=state, message=message, warnings=tuple(self.warnings),
         )
 
     def _eta(self) -> float | None:
         if self.train_started is None or self.step == 0:
             return None
-        per_step = (time.monotonic() - self.train_started) / self.step
+        if self.step <= self.first_step:
+            return None
+        per_step = (time.monotonic() - self.train_started) / (self.step - self.first_step)
         return per_step * max(self.total_steps - self.step, 0)
 
     def record(self, step: int, logs: dict) -> None:
@@ -305,8 +325,15 @@ class _Reporter:
         if "loss" in numbers:  # a per-step row; the end-of-training summary has train_loss instead
             self.metrics = numbers
             self.history.append({"step": step, **numbers})
+            self._diagnose()
         else:
             self.summary.update(numbers)
+
+    def _diagnose(self) -> None:
+        for warning in diagnose(self.history, self.total_steps):
+            if warning.message not in self.warnings:
+                log.warning("step %d: %s", warning.step, warning.message)
+                self.warnings.append(warning.message)
 
 
 def _progress_callback(reporter: _Reporter, stop_event: threading.Event | None) -> Any:
@@ -316,12 +343,14 @@ def _progress_callback(reporter: _Reporter, stop_event: threading.Event | None) 
         def on_train_begin(self, args, state, control, **kwargs):
             reporter.train_started = time.monotonic()
             reporter.total_steps = state.max_steps
+            reporter.step = reporter.first_step = state.global_step  # the checkpoint's step when resuming
             reporter.emit("running", f"training: {state.max_steps} steps")
 
         def on_step_end(self, args, state, control, **kwargs):
             reporter.step, reporter.epoch = state.global_step, float(state.epoch or 0.0)
             if stop_event is not None and stop_event.is_set():
                 control.should_training_stop = True  # the loop ends after this step; the step is still logged
+                control.should_save = True  # a checkpoint to resume from
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -342,8 +371,13 @@ def train_dpo(
     output_dir: Path,
     on_progress: Callable[[TrainProgress], None] | None = None,
     stop_event: threading.Event | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Train a LoRA adapter on `base_model` with DPO on `dataset`; save it to `output_dir` and say how it went."""
+    """Train a LoRA adapter on `base_model` with DPO on `dataset`; save it to `output_dir` and say how it went.
+
+    Checkpoints go to `output_dir/checkpoints` (every config.save_steps and on cancel); `resume=True` continues from
+    the newest one there, given the same dataset and config. They are removed once a run finishes.
+    """
     started = time.monotonic()
     check_inputs(dataset, config)
     reporter = _Reporter(on_progress, started)
@@ -355,11 +389,14 @@ def train_dpo(
     plan = _plan(config)
     model, tokenizer = _load(base_model, plan)
     output_dir = Path(output_dir)
-    with tempfile.TemporaryDirectory(prefix="prefapp-dpo-") as scratch, _quiet_progress_bars():
+    checkpoint = last_checkpoint(output_dir) if resume else None
+    if resume and checkpoint is None:
+        raise ValueError(f"no checkpoint under {output_dir / CHECKPOINTS} to resume from: start a new round instead")
+    with _quiet_progress_bars():
         trainer = DPOTrainer(
             model=model,
             ref_model=None,  # with peft_config: the reference is the base with the adapter switched off
-            args=_dpo_args(config, plan, Path(scratch)),
+            args=_dpo_args(config, plan, output_dir / CHECKPOINTS),
             train_dataset=dataset.select_columns(list(PREFERENCE_COLUMNS)),
             processing_class=tokenizer,
             peft_config=_lora_config(config),
@@ -367,21 +404,67 @@ def train_dpo(
         )
         trainer.remove_callback(PrinterCallback)  # it print()s every log row; ours reports them instead
         lengths = _check_lengths(trainer.train_dataset, len(dataset), config.max_length)
-        log.info("DPO on %d pairs, %s, %s", len(trainer.train_dataset), plan.device, plan.precision)
-        trainer.train()
+        log.info("DPO on %d pairs, %s, %s%s", len(trainer.train_dataset), plan.device, plan.precision,
+                 f", resuming {checkpoint}" if checkpoint else "")
+        reporter.history = _logged_rows(checkpoint)  # the curves continue where the interrupted run left them
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         steps = trainer.state.global_step
         cancelled = steps < trainer.state.max_steps  # only a stop request ends the loop early
         reporter.emit("saving", f"saving the adapter to {output_dir}")
-        _save(trainer, tokenizer, output_dir)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():  # under torchrun every rank holds the same weights; one writes
+            _save(trainer, tokenizer, output_dir)
+            if not cancelled:
+                shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
     result = TrainResult(
         adapter_dir=output_dir, metrics={**reporter.metrics, **reporter.summary}, history=list(reporter.history),
         steps=steps, seconds=time.monotonic() - started, device=plan.device, precision=plan.precision,
-        cancelled=cancelled,
+        cancelled=cancelled, warnings=tuple(reporter.warnings), resumed_from=str(checkpoint) if checkpoint else None,
+        weights_sha256=_trainable_sha256(trainer.model),
     )
-    _write_round_file(result, base_model, config, len(dataset), reporter.total_steps, lengths)
+    if trainer.is_world_process_zero():
+        _write_round_file(result, base_model, config, len(dataset), reporter.total_steps, lengths)
     state = "cancelled" if cancelled else "finished"
     reporter.emit(state, f"{state} after {result.steps}/{reporter.total_steps} steps in {result.seconds:.1f}s")
     return result
+
+
+def _trainable_sha256(model: Any) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete trainer checkpoint under output_dir/checkpoints, or None.
+
+    The Trainer writes trainer_state.json last, so a checkpoint without a readable one was cut by a crash; the one
+    before it (save_total_limit=2 keeps it until the new one is complete) is used instead.
+    """
+    folder = Path(output_dir) / CHECKPOINTS
+    found = folder.glob("checkpoint-*") if folder.is_dir() else ()
+    numbered = [(int(p.name.rsplit("-", 1)[1]), p) for p in found if p.name.rsplit("-", 1)[1].isdigit()]
+    for _, path in sorted(numbered, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("checkpoint %s is incomplete (cut by a crash?): skipped", path)
+            continue
+        return path
+    return None
+
+
+def _logged_rows(checkpoint: Path | None) -> list[dict]:
+    if checkpoint is None or not (checkpoint / "trainer_state.json").is_file():
+        return []
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return [{k: v for k, v in row.items() if isinstance(v, (int, float))}
+            for row in state.get("log_history", []) if "loss" in row]
 
 
 def _check_lengths(tokenized: Dataset, n_pairs: int, max_length: int) -> dict[str, int]:
@@ -454,9 +537,13 @@ class TrainingJob:
         config: TrainConfig,
         output_dir: Path,
         on_finish: Callable[[TrainResult | None, BaseException | None], None] | None = None,
+        resume: bool = False,
     ):
         check_inputs(dataset, config)  # fail in the caller's thread, where the UI can show it
+        if resume and last_checkpoint(Path(output_dir)) is None:
+            raise ValueError(f"no checkpoint under {Path(output_dir) / CHECKPOINTS} to resume from: start a new round")
         self.base_model, self.dataset, self.config, self.output_dir = base_model, dataset, config, Path(output_dir)
+        self.resume = resume
         self.on_finish = on_finish
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -514,7 +601,7 @@ class TrainingJob:
         result, error = None, None
         try:
             result = train_dpo(self.base_model, self.dataset, self.config, self.output_dir,
-                               on_progress=self._set_progress, stop_event=self._stop)
+                               on_progress=self._set_progress, stop_event=self._stop, resume=self.resume)
         except BaseException as exc:  # noqa: BLE001 - a background failure must reach the UI, not kill the app
             log.exception("training failed")
             traceback.clear_frames(exc.__traceback__)  # keep the story, free the model the frames still hold

@@ -24,10 +24,17 @@ from typing import Any, Iterator, Literal
 import gradio as gr
 import pandas as pd
 
+from prefapp.auth import Accounts
 from prefapp.config import AppConfig, ConfigError, TrainConfig
 from prefapp.service import ModelInfo, PrefService, round_adapter_name
 from prefapp.store import Round, VoteCounts
 from prefapp.training import LOSS_TYPES, TrainProgress
+from prefapp.hosting import check_bind, install_log_redaction
+from prefapp.ui_access import guard_events, render_access, setup_access_events
+from prefapp.ui_train import render_round_ops, render_train_options, setup_train_events
+from prefapp.resolve import BOTH_BAD, DISAGREEMENT, WRITTEN, ExportOptions
+from prefapp.ui_label import (BUTTON_IDS, annotators_frame, button_label, pairwise_frame, progress_markdown,
+                              quality_markdown, render_keyboard, render_quality_tab, source_text)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad"
 API_NAMES = ("next_pair", "vote", "export", "train", "train_status", "chat", "set_generator")
 POLL_SECONDS = 2.0  # training progress refresh; one step of the demo model takes about a second on a laptop CPU
 ENDED = ("finished", "failed", "cancelled")
-METRICS_PLOTTED = ("loss", "rewards/margins", "rewards/accuracies")
+METRICS_PLOTTED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 NO_ALIGNED = "No aligned model yet: train a round in the Train tab."
 Update = dict[Any, Any]  # {component: new value}: gradio applies only the components named
 
@@ -81,6 +88,7 @@ def progress_html(progress: TrainProgress | None) -> str:
         f'<progress max="{total}" value="{min(progress.step, total)}" style="width:100%;height:1.2em"></progress>'
         f"<div>step {progress.step}/{progress.total_steps} · epoch {progress.epoch:.2f} · "
         f"elapsed {progress.elapsed_s:.0f} s · ETA {eta} · {html.escape(progress.state)}</div>"
+        + "".join(f'<div class="train-warning">⚠ {html.escape(w)}</div>' for w in progress.warnings)
     )
 
 
@@ -114,10 +122,15 @@ def rounds_frame(rounds: list[Round]) -> pd.DataFrame:
             "margin": num(r.metrics, "rewards/margins"), "accuracy": num(r.metrics, "rewards/accuracies"),
             "seconds": num(r.metrics, "seconds"), "started (UTC)": r.started_at.strftime("%Y-%m-%d %H:%M"),
             "error": r.error or "", "adapter": r.adapter_path or "",
+            "dataset sha256": (r.provenance or {}).get("dataset_sha256", "")[:12],
+            "ties/both bad dropped": "{ties}/{both_bad}".format(**(r.provenance or {}).get("counts", {})) if
+            (r.provenance or {}).get("counts") else "",
+            "resumes": (r.provenance or {}).get("resumes", 0), "base model": r.base_model,
         }
         for r in sorted(rounds, key=lambda r: -r.id)
     ]
-    columns = ["round", "status", "pairs", "loss", "margin", "accuracy", "seconds", "started (UTC)", "error", "adapter"]
+    columns = ["round", "status", "pairs", "loss", "margin", "accuracy", "seconds", "started (UTC)", "error", "adapter",
+               "dataset sha256", "ties/both bad dropped", "resumes", "base model"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -131,8 +144,13 @@ def train_config(base: TrainConfig, **knobs: Any) -> TrainConfig:
     for name, value in knobs.items():
         if value is None or value == "":
             raise ConfigError(f"{name} is empty: enter a value (default {getattr(base, name)})")
-    ints = {"batch_size", "max_length", "lora_r"}
-    typed = {k: int(v) if k in ints else (str(v) if k == "loss_type" else float(v)) for k, v in knobs.items()}
+    ints = {"batch_size", "max_length", "lora_r", "save_steps"}
+    def typed_value(name: str, value: Any) -> Any:
+        if name in ints:
+            return int(value)
+        return str(value) if name == "loss_type" else (value if isinstance(value, bool) else float(value))
+
+    typed = {k: typed_value(k, v) for k, v in knobs.items()}
     # lora_alpha follows lora_r (2x, as the CLI does), so changing the rank does not silently change the scale.
     return replace(base, **typed, lora_alpha=2 * typed.get("lora_r", base.lora_r))
 
@@ -152,7 +170,7 @@ def status_dict(progress: TrainProgress | None, running: bool, rounds: list[Roun
     return {
         "state": progress.state, "running": running, "step": progress.step, "total_steps": progress.total_steps,
         "epoch": progress.epoch, "elapsed_s": progress.elapsed_s, "eta_s": progress.eta_s,
-        "metrics": progress.metrics, "message": progress.message,
+        "metrics": progress.metrics, "message": progress.message, "warnings": list(progress.warnings),
         "round": max((r.id for r in rounds), default=None),
     }
 
@@ -163,8 +181,9 @@ def status_dict(progress: TrainProgress | None, running: bool, rounds: list[Roun
 class PrefUI:
     """Layout and wiring of the app around one shared PrefService."""
 
-    def __init__(self, service: PrefService) -> None:
+    def __init__(self, service: PrefService, accounts: Accounts | None = None) -> None:
         self.service = service
+        self.accounts = accounts  # None: no sign-in, everyone may do everything
         with gr.Blocks(title="prefapp: preference labelling and DPO") as self.blocks:
             self._render_header()
             with gr.Tabs():
@@ -176,14 +195,19 @@ class PrefUI:
                     self._render_train_tab()
                 with gr.Tab("Chat") as self.chat_tab:
                     self._render_chat_tab()
+                with gr.Tab("Quality") as self.quality_tab:
+                    render_quality_tab(self)
             self._setup_events()
             self._setup_api()
+            setup_access_events(self, accounts)
+        self.roles = guard_events(self, accounts)  # after every event exists: roles are checked on the server
 
     # --- layout --------------------------------------------------------------------------------------------------
 
     def _render_header(self) -> None:
         gr.Markdown("## prefapp - label pairs, train DPO, compare, repeat")
         self.model_info = gr.Textbox(label="Model", value=model_text(self.service.model_info()), interactive=False)
+        render_access(self, self.accounts)
 
     def _render_label_tab(self) -> None:
         with gr.Row():
@@ -192,14 +216,27 @@ class PrefUI:
             self.my_votes = gr.Number(label="Your votes", value=0, interactive=False, precision=0, scale=1)
             self.all_votes = gr.Number(label="Everyone's votes", value=self.service.counts().total,
                                        interactive=False, precision=0, scale=1)
-        self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12)
-        with gr.Row(equal_height=True):
-            self.response_a = gr.Textbox(label="Response A", interactive=False, lines=6, max_lines=20)
-            self.response_b = gr.Textbox(label="Response B", interactive=False, lines=6, max_lines=20)
         with gr.Row():
-            self.vote_buttons = {choice: gr.Button(label, variant="primary" if choice in ("A", "B") else "secondary")
-                                 for choice, label in VOTE_BUTTONS.items()}
-            self.skip_button = gr.Button("Skip / next pair")
+            with gr.Column(scale=4):
+                self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12)
+                with gr.Row(equal_height=True):
+                    self.response_a = gr.Textbox(label="Response A", interactive=False, lines=6, max_lines=20)
+                    self.response_b = gr.Textbox(label="Response B", interactive=False, lines=6, max_lines=20)
+            with gr.Column(scale=1, min_width=220):
+                self.guidelines = gr.Markdown(self.service.config.labeling.guidelines, label="Guidelines")
+        with gr.Row():
+            self.vote_buttons = {
+                choice: gr.Button(button_label(label, choice), elem_id=BUTTON_IDS[choice],
+                                  variant="primary" if choice in ("A", "B") else "secondary")
+                for choice, label in VOTE_BUTTONS.items()}
+            self.skip_button = gr.Button(button_label("Skip", "skip"), elem_id=BUTTON_IDS["skip"])
+            self.undo_button = gr.Button(button_label("Undo last vote", "undo"), elem_id=BUTTON_IDS["undo"])
+        with gr.Accordion("Optional: a reason, or a better response you write (it becomes 'chosen')", open=False):
+            self.reason = gr.Textbox(label="Reason (optional)", max_length=2000)
+            self.written = gr.Textbox(label="Your better response (optional; vote A, B or Both bad with it)", lines=3,
+                                      max_length=20000)
+        self.keys = render_keyboard()
+        self.label_progress = gr.Markdown(elem_id="label-progress")
         with gr.Row():
             self.status = gr.Textbox(label="Status", value="Enter your name to get the first pair.",
                                      interactive=False, scale=4)
@@ -227,6 +264,16 @@ class PrefUI:
                                               placeholder="e.g. round-1; default: a timestamp")
                 self.push_repo = gr.Textbox(label="Also push to Hub dataset repo (optional)",
                                             placeholder="user/my-prefs; needs HF_TOKEN in the app's environment")
+                with gr.Row():
+                    self.export_disagreement = gr.Dropdown(
+                        list(DISAGREEMENT), value="majority", label="Annotators disagree on a pair",
+                        info="majority: keep the majority answer (a split is dropped); drop: keep only agreed "
+                             "pairs; all: every vote is a row")
+                    self.export_both_bad = gr.Dropdown(
+                        list(BOTH_BAD), value="drop", label="Both bad",
+                        info="drop; written: keep it when the annotator wrote a better response")
+                    self.export_written = gr.Dropdown(list(WRITTEN), value="use", label="Human-written responses",
+                                                      info="use: it becomes chosen (marked human_written)")
                 self.export_button = gr.Button("Export", variant="primary")
                 self.export_result = gr.Textbox(label="Export result", interactive=False, lines=3)
             with gr.Column():
@@ -234,6 +281,17 @@ class PrefUI:
                 self.new_prompts = gr.Textbox(label="One prompt per line", lines=5)
                 self.add_prompts_button = gr.Button("Add prompts")
                 self.add_prompts_result = gr.Textbox(label="Result", interactive=False)
+                gr.Markdown("### Import prompts (.txt, .jsonl, .csv, .parquet, or a Hugging Face dataset)")
+                self.import_file = gr.File(label="Prompt file", type="filepath",
+                                           file_types=[".txt", ".jsonl", ".csv", ".parquet"])
+                self.import_source = gr.Textbox(label="...or a Hub dataset name, or a path under the data folder",
+                                                placeholder="e.g. org/prompts or prompts/set.parquet")
+                with gr.Row():
+                    self.import_column = gr.Dropdown([], value=None, allow_custom_value=True, scale=2,
+                                                     label="Prompt column (blank: prompt/messages/question/...)")
+                    self.import_split = gr.Textbox("train", label="Split (Hub datasets)", scale=1)
+                self.import_button = gr.Button("Import")
+                self.import_result = gr.Textbox(label="Import result", interactive=False, lines=2)
 
     def _render_train_tab(self) -> None:
         d = self.service.config.train
@@ -246,6 +304,7 @@ class PrefUI:
             self.max_length = gr.Number(d.max_length, label="max_length (tokens)", precision=0)
             self.lora_r = gr.Number(d.lora_r, label="lora_r (alpha = 2 x r)", precision=0)
             self.loss_type = gr.Dropdown(list(LOSS_TYPES), value=d.loss_type, label="loss_type")
+        render_train_options(self)
         with gr.Row():
             self.start_button = gr.Button("Start training", variant="primary")
             self.cancel_button = gr.Button("Cancel", variant="stop")
@@ -253,10 +312,12 @@ class PrefUI:
         self.progress = gr.HTML(progress_html(None))
         with gr.Row():
             self.plot = gr.LinePlot(history_frame(None), x="step", y="value", color="metric",
-                                    title="loss, rewards/margins, rewards/accuracies", height=280, scale=3)
+                                    title="loss and rewards (chosen, rejected, margins, accuracies)", height=280,
+                                    scale=3)
             self.metrics = gr.Dataframe(metrics_frame({}), label="Latest metrics", interactive=False, scale=1,
                                         max_height=300)
         self.rounds_table = gr.Dataframe(rounds_frame(self.service.rounds()), label="Rounds", interactive=False)
+        render_round_ops(self)
         self.timer = gr.Timer(POLL_SECONDS, active=False)
 
     def _render_chat_tab(self) -> None:
@@ -289,29 +350,43 @@ class PrefUI:
         self.blocks.load(self._on_load, None, [self.model_info, self.all_votes, self.temperature, self.top_p,
                          self.max_new_tokens, self.timer, self.aligned_pick], **ui)
 
+        # One round trip per vote: record it and return the next pair (ready in the queue) in the same event.
+        # Label events share a concurrency group: one annotator waiting on an empty queue must not hold up others.
+        label = dict(concurrency_id="label", concurrency_limit=16, **ui)
+        vote_view = [*pair_view, self.reason, self.written, self.label_progress]
         gr.on([self.annotator.submit, self.annotator.blur], self._on_annotator, [self.annotator, self.pair_id],
-              pair_view, **ui)
+              vote_view, **label)
         for choice, button in self.vote_buttons.items():
-            button.click(partial(self._on_vote, choice), [self.pair_id, self.annotator], pair_view, **ui).success(
-                self._on_next_pair, [self.annotator], pair_view, **ui)
-        self.skip_button.click(self._on_next_pair, [self.annotator], pair_view, **ui)
+            button.click(partial(self._on_vote, choice), [self.pair_id, self.annotator, self.reason, self.written],
+                         vote_view, **label)
+        self.skip_button.click(self._on_next_pair, [self.annotator], vote_view, **label)
+        self.undo_button.click(self._on_undo, [self.annotator], vote_view, **label)
+        gr.on([self.quality_tab.select, self.quality_refresh.click], self._on_quality, None,
+              [self.quality_summary, self.quality_annotators, self.quality_pairwise], **ui)
         self.apply_sampling.click(self._on_sampling, [self.temperature, self.top_p, self.max_new_tokens],
                                   [self.status], **ui)
 
         data_view = [self.data_counts, self.preview]
         gr.on([self.data_tab.select, self.refresh_data.click], self._on_data, None, data_view, **ui)
-        self.export_button.click(self._on_export, [self.export_name, self.push_repo], [self.export_result], **ui
+        self.export_button.click(self._on_export, [self.export_name, self.push_repo, self.export_disagreement,
+                                 self.export_both_bad, self.export_written], [self.export_result], **ui
                                  ).success(self._on_data, None, data_view, **ui)
         self.add_prompts_button.click(self._on_add_prompts, [self.new_prompts], [self.add_prompts_result,
                                       self.new_prompts], **ui).success(self._on_data, None, data_view, **ui)
+        import_in = [self.import_file, self.import_source, self.import_split]
+        gr.on([self.import_file.change, self.import_source.submit], self._on_import_columns, import_in,
+              [self.import_column], **ui)
+        self.import_button.click(self._on_import, [*import_in, self.import_column], [self.import_result], **ui
+                                 ).success(self._on_data, None, data_view, **ui)
 
         knobs = [self.beta, self.learning_rate, self.num_epochs, self.batch_size, self.max_length, self.lora_r,
-                 self.loss_type]
+                 self.loss_type, self.precompute_ref, self.save_steps]
         train_view = [self.train_message, self.progress, self.plot, self.metrics, self.rounds_table, self.timer,
                       self.aligned_pick, self.model_info]
         self.start_button.click(self._on_start, knobs, [self.train_message, self.timer, self.rounds_table], **ui)
         self.cancel_button.click(self._on_cancel, None, [self.train_message], **ui)
         gr.on([self.timer.tick, self.train_tab.select], self._on_poll, None, train_view, show_progress="hidden", **ui)
+        setup_train_events(self, knobs, ui)
 
         chat_view = [self.base_chat, self.aligned_chat, self.base_history, self.aligned_history, self.message]
         gr.on([self.send.click, self.message.submit], self._on_chat,
@@ -341,25 +416,52 @@ class PrefUI:
         if pair_id:  # a pair is already on screen; a changed name only changes who votes on it
             counts = self.service.counts(annotator)
             return {self.my_votes: counts.mine, self.all_votes: counts.total}
-        return {**self._on_next_pair(annotator), self.status: "Read the prompt and both responses, then pick."}
-
-    def _on_next_pair(self, annotator: str) -> Update:
         with user_errors():
             pair = self.service.next_pair(annotator)
-            counts = self.service.counts(annotator)
-        return {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
-                self.response_b: pair.response_b, self.written_by: pair.generator, self.my_votes: counts.mine,
-                self.all_votes: counts.total}
+        return {**self._pair_update(pair, annotator), self.status: "Read the prompt and both responses, then pick."}
 
-    def _on_vote(self, choice: str, pair_id: str, annotator: str) -> Update:
+    def _on_next_pair(self, annotator: str) -> Iterator[Update]:
+        if self.service.ready_pairs() == 0:  # the model must run first: say so instead of freezing
+            yield {**self._blank_pair(), self.status: "No pair is ready yet: generating one now..."}
+        with user_errors():
+            pair = self.service.next_pair(annotator)
+        yield {**self._pair_update(pair, annotator), self.status: f"Next pair: {source_text(pair.source)}."}
+
+    def _on_vote(self, choice: str, pair_id: str, annotator: str, reason: str = "", written: str = ""
+                 ) -> Iterator[Update]:
         if not pair_id:
             raise gr.Error("No pair is on screen yet: enter your name, or wait for the next pair to load.")
         with user_errors():
-            outcome = self.service.vote(pair_id, choice, annotator)
-        # Blank the pair at once, so a second click cannot land on it while the next one is generated.
-        return {self.status: outcome.message, self.my_votes: outcome.counts.mine,
-                self.all_votes: outcome.counts.total, self.pair_id: "", self.prompt: "", self.response_a: "",
-                self.response_b: "", self.written_by: ""}
+            outcome = self.service.vote(pair_id, choice, annotator, reason or "", written or "")
+        done = {self.status: outcome.message, self.reason: "", self.written: ""}
+        if self.service.ready_pairs() == 0:
+            # Blank the pair at once, so a second click cannot land on it while the next one is generated.
+            yield {**self._blank_pair(), **done, self.status: f"{outcome.message} Generating the next pair..."}
+        with user_errors():
+            pair = self.service.next_pair(annotator)
+        yield {**self._pair_update(pair, annotator, outcome.counts), **done}
+
+    def _on_undo(self, annotator: str) -> Update:
+        with user_errors():
+            pair = self.service.undo(annotator)
+        if pair is None:
+            return {self.status: "You have no vote to undo."}
+        return {**self._pair_update(pair, annotator), self.status: f"Undone: {source_text(pair.source)}."}
+
+    def _on_quality(self) -> Update:
+        report = self.service.quality()
+        labeling = self.service.config.labeling
+        return {self.quality_summary: quality_markdown(report, labeling.overlap, labeling.probe_rate),
+                self.quality_annotators: annotators_frame(report), self.quality_pairwise: pairwise_frame(report)}
+
+    def _pair_update(self, pair: Any, annotator: str, counts: VoteCounts | None = None) -> Update:
+        counts = counts or self.service.counts(annotator)
+        return {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
+                self.response_b: pair.response_b, self.written_by: pair.generator, self.my_votes: counts.mine,
+                self.all_votes: counts.total, self.label_progress: progress_markdown(self.service.progress())}
+
+    def _blank_pair(self) -> Update:
+        return {self.pair_id: "", self.prompt: "", self.response_a: "", self.response_b: "", self.written_by: ""}
 
     def _on_sampling(self, temperature: float, top_p: float, max_new_tokens: int) -> str:
         with user_errors():
@@ -373,13 +475,30 @@ class PrefUI:
         preview = pd.DataFrame(summary.preview, columns=["prompt", "chosen", "rejected"])
         return {self.data_counts: counts, self.preview: preview}
 
-    def _on_export(self, name: str, repo_id: str) -> str:
-        return self.api_export(name, repo_id)
+    def _on_export(self, name: str, repo_id: str, disagreement: str = "majority", both_bad: str = "drop",
+                   written: str = "use") -> str:
+        return self.api_export(name, repo_id, disagreement, both_bad, written)
 
     def _on_add_prompts(self, text: str) -> Update:
         with user_errors():
             message = self.service.add_typed_prompts(text)
         return {self.add_prompts_result: message[:1].upper() + message[1:], self.new_prompts: ""}
+
+    def _on_import_columns(self, file: str | None, source: str, split: str) -> gr.Dropdown:
+        """Offer the source's columns to choose the prompt column from."""
+        if not file and not (source or "").strip():
+            return gr.Dropdown(choices=[], value=None)
+        with user_errors():
+            columns = self.service.prompt_columns(file or source, split or "train", uploaded=bool(file))
+        return gr.Dropdown(choices=columns, value=None)
+
+    def _on_import(self, file: str | None, source: str, split: str, column: str | None) -> str:
+        if not file and not (source or "").strip():
+            raise gr.Error("Choose a prompt file, or type a Hub dataset name or a path under the data folder.")
+        with user_errors():
+            message = self.service.import_prompt_source(file or source, column or None, split or "train",
+                                                        uploaded=bool(file))
+        return message[:1].upper() + message[1:]
 
     def _on_start(self, *knobs: Any) -> Update:
         message = self.api_train(*knobs)
@@ -458,13 +577,18 @@ class PrefUI:
         with user_errors():
             return self.service.vote(pair_id, choice, annotator).message
 
-    def api_export(self, name: str = "", push_to: str = "") -> str:
-        """Export the A/B votes as a datasets dataset (save_to_disk + Parquet); optionally push it to a Hub repo."""
+    def api_export(self, name: str = "", push_to: str = "", disagreement: str = "majority", both_bad: str = "drop",
+                   written: str = "use") -> str:
+        """Export the votes as a datasets dataset (save_to_disk + Parquet), resolving disagreements (majority, drop,
+        all), both-bad (drop, written) and human-written responses (use, ignore); optionally push it to the Hub."""
         with user_errors():
-            result = self.service.export(name.strip() or None)
+            options = ExportOptions(disagreement, both_bad, written)
+            result = self.service.export(name.strip() or None, options)
         c = result.counts
         message = (f"Exported {c.pairs} pairs to {result.dataset_dir} and {result.parquet_path} "
                    f"(left out: {c.ties} ties, {c.both_bad} both bad; {c.votes} votes in all).")
+        if result.detail:
+            message += f"\n{result.detail}"
         if push_to.strip():
             from prefapp.export import push_to_hub
 
@@ -480,16 +604,24 @@ class PrefUI:
         self, beta: float = TrainConfig.beta, learning_rate: float = TrainConfig.learning_rate,
         num_epochs: float = TrainConfig.num_epochs, batch_size: int = TrainConfig.batch_size,
         max_length: int = TrainConfig.max_length, lora_r: int = TrainConfig.lora_r,
-        loss_type: str = TrainConfig.loss_type,
+        loss_type: str = TrainConfig.loss_type, precompute_ref_log_probs: bool = False,
+        save_steps: int = TrainConfig.save_steps,
     ) -> str:
         """Export the current votes and start a DPO LoRA round in the background; poll /train_status."""
         with user_errors():
-            config = train_config(self.service.config.train, beta=beta, learning_rate=learning_rate,
-                                  num_epochs=num_epochs, batch_size=batch_size, max_length=max_length,
-                                  lora_r=lora_r, loss_type=loss_type)
+            config = self.knobs_config(beta, learning_rate, num_epochs, batch_size, max_length, lora_r, loss_type,
+                                       precompute_ref_log_probs, save_steps)
             round_id = self.service.start_training(config)
         n_pairs = next((r.n_pairs for r in self.service.rounds() if r.id == round_id), "?")
         return f"Round {round_id} started on {n_pairs} pairs; labelling can go on meanwhile."
+
+    def knobs_config(self, beta: float, learning_rate: float, num_epochs: float, batch_size: int, max_length: int,
+                     lora_r: int, loss_type: str, precompute_ref_log_probs: bool = False,
+                     save_steps: int = TrainConfig.save_steps) -> TrainConfig:
+        """The Train tab's knobs (in this order) over the app's defaults."""
+        return train_config(self.service.config.train, beta=beta, learning_rate=learning_rate, num_epochs=num_epochs,
+                            batch_size=batch_size, max_length=max_length, lora_r=lora_r, loss_type=loss_type,
+                            precompute_ref_log_probs=bool(precompute_ref_log_probs), save_steps=save_steps)
 
     def api_train_status(self) -> dict:
         """The latest training progress: state, step, total_steps, epoch, elapsed_s, eta_s, metrics, message."""
@@ -508,17 +640,23 @@ class PrefUI:
             return self.service.set_generator(round_name(which))
 
 
-def build_ui(service: PrefService) -> gr.Blocks:
-    """The app's Blocks around `service`, not launched."""
-    return PrefUI(service).blocks
+def build_ui(service: PrefService, accounts: Accounts | None = None) -> gr.Blocks:
+    """The app's Blocks around `service`, not launched; with `accounts`, every event checks the user's role."""
+    return PrefUI(service, accounts).blocks
 
 
 def launch(config: AppConfig) -> None:
     """Open the service (model, store), build the UI and serve it on config.host:config.port until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()  # Hub tokens never reach the log, whoever logs them
+    accounts = Accounts.from_env(config.users_file)
+    check_bind(config.host, accounts is not None, config.allow_public)  # before the slow model load
     service = PrefService.open(config)
-    log.info("serving %s on http://%s:%d", service.model_info().label, config.host, config.port)
+    log.info("serving %s on http://%s:%d (%s)", service.model_info().label, config.host, config.port,
+             f"{len(accounts.users)} accounts" if accounts else "open, no accounts")
     try:
-        build_ui(service).queue().launch(server_name=config.host, server_port=config.port)
+        build_ui(service, accounts).queue().launch(
+            server_name=config.host, server_port=config.port, auth=accounts.check if accounts else None,
+            auth_message="prefapp: sign in with the account an admin created for you.")
     finally:
         service.close()

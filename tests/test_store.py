@@ -29,7 +29,8 @@ from prefapp.store import (
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds"]
+EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
+                       "005_rounds_provenance", "006_probes_and_vote_notes"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -37,14 +38,15 @@ EXPECTED_COLUMNS = {
                 ("created_at", TSTZ)],
     "pairs": [("id", "VARCHAR"), ("prompt_id", "BIGINT"), ("prompt", "JSON"), ("response_a", "VARCHAR"),
               ("response_b", "VARCHAR"), ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("adapter_id", "VARCHAR"),
-              ("sampling", "JSON"), ("served_to", "VARCHAR"), ("created_at", TSTZ)],
+              ("sampling", "JSON"), ("served_to", "VARCHAR"), ("created_at", TSTZ), ("probe_of", "VARCHAR")],
     "votes": [("id", "BIGINT"), ("pair_id", "VARCHAR"), ("annotator", "VARCHAR"), ("choice", "VARCHAR"),
               ("prompt_id", "BIGINT"), ("prompt", "JSON"), ("response_a", "VARCHAR"), ("response_b", "VARCHAR"),
               ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("adapter_id", "VARCHAR"), ("sampling", "JSON"),
               ("shown_at", TSTZ), ("created_at", TSTZ)],
     "rounds": [("id", "INTEGER"), ("status", "VARCHAR"), ("base_model", "VARCHAR"), ("adapter_path", "VARCHAR"),
                ("export_path", "VARCHAR"), ("n_pairs", "INTEGER"), ("config", "JSON"), ("metrics", "JSON"),
-               ("error", "VARCHAR"), ("started_at", TSTZ), ("finished_at", TSTZ)],
+               ("error", "VARCHAR"), ("started_at", TSTZ), ("finished_at", TSTZ), ("provenance", "JSON")],
+    "vote_notes": [("vote_id", "BIGINT"), ("reason", "VARCHAR"), ("written_chosen", "VARCHAR")],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 
@@ -456,7 +458,7 @@ def test_snapshot_is_consistent_while_votes_arrive(db_path, tmp_path):
     with duckdb.connect(str(db_path)) as con:
         migrate(con)
         con.execute("INSERT INTO pairs SELECT uuid()::VARCHAR, 1, '[]', repeat('x', 200), 'b', false, 'old', NULL, "
-                    "'{}', NULL, now() FROM range(?)", [old_pairs])
+                    "'{}', NULL, now(), NULL FROM range(?)", [old_pairs])
     stop = threading.Event()
     with Store(db_path) as store:
         store.add_prompts(["q"], source="test")

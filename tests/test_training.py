@@ -10,6 +10,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from prefapp.config import DEMO_MODEL_DIR, ConfigError, TrainConfig
-from prefapp.training import ROUND_FILE, TrainingJob, TrainProgress, TrainResult, check_inputs, train_dpo
+from prefapp.training import (ROUND_FILE, TrainingJob, TrainProgress, TrainResult, check_inputs, last_checkpoint,
+                              train_dpo)
 
 BASE = DEMO_MODEL_DIR
 CONFIG = TrainConfig(batch_size=4, num_epochs=2, max_length=256)  # 16 pairs -> 4 steps/epoch -> 8 steps
@@ -251,3 +253,58 @@ def test_job_failure_is_captured_not_raised(tmp_path):
     assert errors == [(None, job.error)] and not job.running
     with pytest.raises(RuntimeError, match="already started"):
         job.start()
+
+
+# --- checkpoints, resume and the precomputed reference ------------------------------------------------------------
+
+
+def test_cancel_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    require_demo_model()
+    config = TrainConfig(batch_size=4, num_epochs=3, max_length=256, save_steps=0)  # 12 steps; checkpoint on cancel
+    data = Dataset.from_list(preference_rows())
+    straight = train_dpo(BASE, data, config, tmp_path / "straight")
+    job = TrainingJob(BASE, data, config, tmp_path / "cut").start()
+    deadline = time.monotonic() + 60
+    while job.status().step < 4 and job.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    cut = job.wait(60)
+    assert cut is not None and cut.cancelled and 4 <= cut.steps < 12
+    checkpoint = last_checkpoint(tmp_path / "cut")
+    assert checkpoint is not None and checkpoint.name == f"checkpoint-{cut.steps}"
+    reports: list[TrainProgress] = []
+    resumed = train_dpo(BASE, data, config, tmp_path / "cut", on_progress=reports.append, resume=True)
+    assert resumed.steps == 12 and not resumed.cancelled and resumed.resumed_from == str(checkpoint)
+    assert [row["step"] for row in resumed.history] == list(range(1, 13))
+    assert [p.step for p in reports if p.state == "running" and p.metrics][0] == cut.steps + 1
+    a = load_file(straight.adapter_dir / "adapter_model.safetensors")
+    b = load_file(resumed.adapter_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # same data order, RNGs, optimizer
+    assert resumed.weights_sha256 == straight.weights_sha256
+    assert last_checkpoint(tmp_path / "cut") is None  # finished: the checkpoints are gone
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train_dpo(BASE, data, config, tmp_path / "cut", resume=True)
+
+
+def test_precomputed_reference_log_probs_train_like_the_live_reference(tmp_path):
+    require_demo_model()
+    config = TrainConfig(batch_size=4, num_epochs=1, max_length=256, precompute_ref_log_probs=True)
+    result = train_dpo(BASE, Dataset.from_list(preference_rows()), config, tmp_path / "pre")
+    live = train_dpo(BASE, Dataset.from_list(preference_rows()), replace(config, precompute_ref_log_probs=False),
+                     tmp_path / "live")
+    assert result.steps == live.steps == 4
+    assert result.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # the reference is the base: log 2 at start
+    for got, want in zip(result.history, live.history):  # the same reference, computed once instead of per step
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-4)
+    record = json.loads((result.adapter_dir / ROUND_FILE).read_text())
+    assert record["config"]["precompute_ref_log_probs"] is True
+
+
+def test_a_checkpoint_cut_by_a_crash_is_skipped_for_the_one_before(tmp_path):
+    folder = tmp_path / "adapter" / "checkpoints"
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)):  # 10: half-written, 15: none
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if state is not None:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_checkpoint(tmp_path / "adapter") == folder / "checkpoint-5"
+    assert last_checkpoint(tmp_path / "nothing") is None
