@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from datasets import Dataset
+
 from prefapp import generation
 from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingConfig, TrainConfig
-from prefapp.export import PREFERENCE_COLUMNS, ExportResult, build_dataset, export_preferences, save_export
+from prefapp.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
 from prefapp.labeling import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
 from prefapp.prompt_import import read_prompts, skipped_text, table_columns
@@ -260,7 +262,7 @@ class PrefService:
 
     def data_summary(self, preview_rows: int = 20) -> DataSummary:
         """Counts and the first rows of what an export would contain."""
-        dataset, counts = build_dataset(self.store.votes())
+        dataset, counts = self._preferences()
         preview = [
             {"prompt": prompt_text(r["prompt"]), "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
             for r in dataset.select(range(min(preview_rows, len(dataset))))
@@ -272,11 +274,18 @@ class PrefService:
     def export(self, name: str | None = None, options: ExportOptions | None = None) -> ExportResult:
         """Write the A/B votes as a datasets dataset (save_to_disk + Parquet) under data/exports/; with `options`,
         probes are left out and ties, both-bad, disagreements and written responses are treated as chosen."""
-        if options is None:
-            return export_preferences(self.store.votes(), self.config.exports_dir, name)
-        dataset, counts = resolve(self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options)
+        dataset, counts = resolve(
+            self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options or ExportOptions()
+        )
         result = save_export(dataset, counts.as_export_counts(), self.config.exports_dir, name)
         return replace(result, detail=counts.summary())
+
+    def _preferences(self, options: ExportOptions | None = None) -> tuple[Dataset, ExportCounts]:
+        """The DPO rows the votes make, resolved as an export would (probes out, overlaps by majority)."""
+        dataset, counts = resolve(
+            self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options or ExportOptions()
+        )
+        return dataset, counts.as_export_counts()
 
     def backup(self) -> Path:
         """A consistent copy of the DuckDB file under data/backups/, taken while labelling goes on."""
@@ -290,7 +299,7 @@ class PrefService:
         with self._job_lock:
             if self._job is not None and self._job.running:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
-            dataset, counts = build_dataset(self.store.votes())
+            dataset, counts = self._preferences()
             config.validate(counts.pairs)
             report = self.preflight(config, dataset, counts)
             if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
@@ -341,7 +350,7 @@ class PrefService:
     def preflight(self, config: TrainConfig, dataset=None, counts=None) -> PreflightReport:
         """Check the current data and `config` before training: counts, truncation, preview, memory, settings."""
         if dataset is None:
-            dataset, counts = build_dataset(self.store.votes())
+            dataset, counts = self._preferences()
         model_config = getattr(self.policy.model, "config", None)
         return run_preflight(dataset, config, self._own_tokenizer(), model_config,
                              ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
@@ -357,7 +366,7 @@ class PrefService:
 
     def resume_training(self, round_id: int, on_finish: Callable[[int], None] | None = None) -> int:
         """Continue a cancelled or failed round (also one cut by a crash or an app restart) from its checkpoint."""
-        from prefapp.export import ExportCounts, load_preferences
+        from prefapp.export import load_preferences
 
         with self._job_lock:
             if self._job is not None and self._job.running:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -112,6 +113,13 @@ def test_annotator_finds_preferences_between_two_samples(rates):
     votes = rates["annotator"]
     assert votes["A"] + votes["B"] >= 0.2, votes  # enough decisive pairs for DPO
     assert votes["both_bad"] <= 0.4, votes
+
+
+def test_answers_questions_typed_casually(tok, model, prompts):
+    rng = random.Random(0)
+    typed = [demo_task.typed_variant(p, rng) for p in prompts]
+    answers = sample_answers(model, tok, typed, seed=3)
+    assert quality(typed, answers)["well_formed"] >= 0.8
 
 
 def test_an_untrained_model_fails_the_quality_bar(tok, prompts):

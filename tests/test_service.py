@@ -85,3 +85,13 @@ def test_reopening_keeps_votes(app_config, demo_choice):
     with Store(app_config.db_path) as store:
         assert [v.pair_id for v in store.votes()] == [pair.pair_id]
         assert store.prompt_count() == n_prompts  # the demo prompts are not seeded twice
+
+
+def test_training_data_resolves_overlap_like_an_export(service):
+    pair = service.next_pair("ann")
+    service.vote(pair.pair_id, "A", "ann")
+    service.store.record_vote(pair.pair_id, "A", "bob")  # a second annotator on the same pair (overlap)
+    assert service.data_summary().pairs == 1
+    service.store.record_vote(pair.pair_id, "B", "cid")  # 2 A vs 1 B: the majority still picks A
+    summary = service.data_summary()
+    assert summary.pairs == 1 and summary.preview[0]["chosen"] == pair.response_a
