@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,22 +13,13 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
 PAYLOAD = "<img src=x onerror=alert(1)><b>bold</b>"  # must show as these characters, never as an image or bold
 SCREENSHOT = Path("/tmp/prefapp-browser-label.png")
-TIMEOUT_MS = 30_000
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make browser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import playwright.sync_api as playwright_api  # noqa: E402
+pytestmark = pytest.mark.usefixtures("chromium_installed")
 
 
 @pytest.fixture

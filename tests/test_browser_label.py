@@ -14,10 +14,10 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, free_port
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make browser")
+import playwright.sync_api as playwright_api  # noqa: E402
+pytestmark = pytest.mark.usefixtures("chromium_installed")
 
 
 @pytest.fixture

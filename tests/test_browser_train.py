@@ -16,11 +16,11 @@ from prefapp.service import PrefService
 from prefapp.ui import build_ui
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, free_port  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: E402,F401
 from test_rounds import seed_votes  # noqa: E402
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make browser")
+import playwright.sync_api as playwright_api  # noqa: E402
+pytestmark = pytest.mark.usefixtures("chromium_installed")
 SCREENSHOT = Path("/tmp/prefapp-browser-train.png")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,12 @@ import httpx
 from gradio_client import Client
 
 from prefapp.store import INTERRUPTED_ERROR, Store
+from tests.browser import free_port
 
 ANNOTATORS = ("ann", "bob", "cy")
 SHORT_ROUND = dict(beta=0.1, learning_rate=1e-3, num_epochs=1, batch_size=4, max_length=128, lora_r=4,
                    loss_type="sigmoid")
 LONG_ROUND = {**SHORT_ROUND, "num_epochs": 100}  # runs far longer than the test waits
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:

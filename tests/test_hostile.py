@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -16,11 +14,8 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-TIMEOUT_MS = 30_000
 MARK = "pwned.invalid"  # any request to this host means a payload was rendered
 TYPED = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script><b>bold</b>'
 IMPORTED = f"![x](http://{MARK}/md.png) [click](javascript:document.title='pwned') **mdbold** <u>under</u>"
@@ -29,14 +24,8 @@ RESPONSE_B = f'<svg onload="document.title=\'pwned\'"></svg><style>body{{backgro
 NAME = "<img src=x onerror=alert(9)>"
 PAYLOADS = (TYPED, IMPORTED)
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make browser")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import playwright.sync_api as playwright_api  # noqa: E402
+pytestmark = pytest.mark.usefixtures("chromium_installed")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import gradio as gr
@@ -13,14 +12,9 @@ from gradio_client.exceptions import AppError
 from prefapp.service import PrefService
 from prefapp.training import TrainProgress
 from prefapp.ui import API_NAMES, build_ui, history_frame
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/export", "/train", "/train_status", "/chat", "/set_generator"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
