@@ -295,7 +295,8 @@ class _Reporter:
         self.metrics: dict[str, float] = {}
         self.history: list[dict] = []
         self.summary: dict[str, float] = {}
-        self.warnings: list[str] = []
+        self.warnings: list[str] = []  # each kind of warning once, worded as when first seen
+        self._warned: set[str] = set()
 
     def emit(self, state: str, message: str) -> None:
         if self.on_progress is None:
@@ -331,8 +332,9 @@ class _Reporter:
 
     def _diagnose(self) -> None:
         for warning in diagnose(self.history, self.total_steps):
-            if warning.message not in self.warnings:
+            if warning.kind not in self._warned:  # its figures change every step: one line per kind, not per step
                 log.warning("step %d: %s", warning.step, warning.message)
+                self._warned.add(warning.kind)
                 self.warnings.append(warning.message)
 
 

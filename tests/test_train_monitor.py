@@ -52,3 +52,14 @@ def test_saturation_late_in_a_run_is_not_called_overfitting():
 def test_too_short_a_history_says_nothing_about_trends():
     short = with_rows(healthy(6), **{"rewards/accuracies": 0.5, "rewards/chosen": -1.0, "rewards/rejected": -1.0})
     assert kinds(short) == []
+
+
+def test_the_trainer_reports_each_kind_once_while_its_figures_change():
+    from prefapp.training import _Reporter
+
+    reporter = _Reporter(None, started=0.0)
+    reporter.total_steps = 40
+    for row in with_rows(healthy(30), **{"rewards/chosen": lambda r: -0.05 * r["step"],
+                                         "rewards/rejected": lambda r: -0.08 * r["step"]}):
+        reporter.record(row["step"], row)
+    assert len(reporter.warnings) == 1 and reporter.warnings[0].startswith("both rewards are falling")
