@@ -8,8 +8,12 @@ password in the file is refused. `prefapp add-user` writes entries:
     role = "admin"
     password = "pbkdf2_sha256$600000$<salt hex>$<hash hex>"
 
+Or, on a Hugging Face Space with `hf_oauth: true`, sign-in with Hugging Face (`HubLogin`): admins are the Hub
+users named in `PREFAPP_HF_ADMINS`; annotators are those in `PREFAPP_HF_ANNOTATORS`, or every signed-in Hub user
+when that is unset. Accounts take precedence when both are configured.
+
 Two roles: an annotator labels and chats; an admin may also import, export, train, switch the generator,
-back up and change shared settings. No gradio here: the UI asks `Accounts.allows(user, role)`.
+back up and change shared settings. No gradio here: the UI asks `access.allows(user, role)`.
 """
 
 from __future__ import annotations
@@ -123,8 +127,69 @@ class Accounts:
 
     def allows(self, username: str | None, needed: str) -> bool:
         """True when `username` exists and its role is `needed` or above."""
-        role = self.role(username)
-        return role is not None and ROLES.index(role) >= ROLES.index(needed)
+        return role_allows(self.role(username), needed)
+
+    def summary(self) -> str:
+        return f"Sign-in required ({len(self.users)} accounts)."
+
+
+def role_allows(role: str | None, needed: str) -> bool:
+    return role is not None and ROLES.index(role) >= ROLES.index(needed)
+
+
+HUB_ADMINS_ENV, HUB_ANNOTATORS_ENV = "PREFAPP_HF_ADMINS", "PREFAPP_HF_ANNOTATORS"
+HUB_OAUTH_ENV = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL")  # set by hf_oauth
+
+
+def _hub_names(text: str) -> frozenset[str]:
+    return frozenset(name.strip().lstrip("@") for name in text.replace(";", ",").split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class HubLogin:
+    """Sign-in with Hugging Face on a Space: the role of a signed-in Hub user comes from their user name."""
+
+    admins: frozenset[str]
+    annotators: frozenset[str] | None = None  # None: every signed-in Hub user may label and chat
+
+    @classmethod
+    def from_env(cls) -> "HubLogin | None":
+        """The Hub sign-in configured by PREFAPP_HF_ADMINS (and PREFAPP_HF_ANNOTATORS), or None."""
+        admins = _hub_names(os.environ.get(HUB_ADMINS_ENV, ""))
+        annotators = os.environ.get(HUB_ANNOTATORS_ENV)
+        if not admins:
+            if annotators:
+                raise ConfigError(f"{HUB_ANNOTATORS_ENV} is set but {HUB_ADMINS_ENV} is empty: name at least one "
+                                  "Hugging Face user as admin (e.g. PREFAPP_HF_ADMINS=your-hub-name)")
+            return None
+        missing = [name for name in HUB_OAUTH_ENV if not os.environ.get(name)]
+        if missing:
+            raise ConfigError(f"{HUB_ADMINS_ENV} asks for sign-in with Hugging Face, but {', '.join(missing)} "
+                              "is not set: it works on a Space whose README front matter has `hf_oauth: true`; "
+                              "elsewhere use accounts (`prefapp add-user NAME --role admin`)")
+        return cls(admins, _hub_names(annotators) if annotators else None)
+
+    def role(self, username: str | None) -> str | None:
+        if not username:
+            return None
+        if username in self.admins:
+            return "admin"
+        return "annotator" if self.annotators is None or username in self.annotators else None
+
+    def allows(self, username: str | None, needed: str) -> bool:
+        return role_allows(self.role(username), needed)
+
+    def summary(self) -> str:
+        who = "any signed-in Hub user" if self.annotators is None else f"{len(self.annotators)} named Hub users"
+        return f"Sign in with Hugging Face: {len(self.admins)} admins; {who} may label."
+
+
+Access = Accounts | HubLogin  # who may sign in, and their roles
+
+
+def access_from_env(users_file: Path | None = None) -> Access | None:
+    """The configured sign-in: accounts (a users file or PREFAPP_USERS), else Hub sign-in, else None (open)."""
+    return Accounts.from_env(users_file) or HubLogin.from_env()
 
 
 def add_user(path: Path, name: str, role: str, password: str) -> None:

@@ -66,7 +66,7 @@ def labeling_config(base: LabelingConfig, overlap: int | None, probe_rate: float
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from prefapp.auth import Accounts
+    from prefapp.auth import access_from_env
     from prefapp.hosting import check_bind
 
     config = _app_config(args)
@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.allow_public = config.allow_public or args.allow_public
     config.users_file = Path(args.users_file) if args.users_file else config.users_file
     config.labeling = labeling_config(config.labeling, args.overlap, args.probe_rate, args.guidelines, args.queue)
-    check_bind(config.host, Accounts.from_env(config.users_file) is not None, config.allow_public)  # before imports
+    check_bind(config.host, access_from_env(config.users_file) is not None, config.allow_public)  # before imports
 
     from prefapp.ui import launch  # gradio and torch: seconds to import
 

@@ -63,12 +63,12 @@ def storage_warning(data_dir: Path, root: Path = PERSISTENT_ROOT) -> str | None:
                 "Export them (and push them to the Hub) before that, or enable persistent storage (/data).")
 
 
-def access_text(host: str, users: list[str] | None) -> str:
-    """One line for the header: who can reach this app."""
-    if users is None:
+def access_text(host: str, sign_in: str | None) -> str:
+    """One line for the header: who can reach this app (`sign_in`: how users sign in, None when nobody does)."""
+    if sign_in is None:
         where = "this machine only" if is_loopback(host) else "anyone who can reach it"
         return f"Open access on {host} ({where}): no accounts are configured, so every visitor is an admin."
-    return f"Sign-in required ({len(users)} accounts)."
+    return sign_in
 
 
 def redact(text: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal
 import gradio as gr
 import pandas as pd
 
-from prefapp.auth import Accounts
+from prefapp.auth import Access, Accounts, access_from_env
 from prefapp.config import AppConfig, ConfigError, TrainConfig
 from prefapp.service import ModelInfo, PrefService, round_adapter_name
 from prefapp.store import Round, VoteCounts
@@ -181,7 +181,7 @@ def status_dict(progress: TrainProgress | None, running: bool, rounds: list[Roun
 class PrefUI:
     """Layout and wiring of the app around one shared PrefService."""
 
-    def __init__(self, service: PrefService, accounts: Accounts | None = None) -> None:
+    def __init__(self, service: PrefService, accounts: Access | None = None) -> None:
         self.service = service
         self.accounts = accounts  # None: no sign-in, everyone may do everything
         with gr.Blocks(title="prefapp: preference labelling and DPO") as self.blocks:
@@ -640,7 +640,7 @@ class PrefUI:
             return self.service.set_generator(round_name(which))
 
 
-def build_ui(service: PrefService, accounts: Accounts | None = None) -> gr.Blocks:
+def build_ui(service: PrefService, accounts: Access | None = None) -> gr.Blocks:
     """The app's Blocks around `service`, not launched; with `accounts`, every event checks the user's role."""
     return PrefUI(service, accounts).blocks
 
@@ -649,14 +649,15 @@ def launch(config: AppConfig) -> None:
     """Open the service (model, store), build the UI and serve it on config.host:config.port until stopped."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()  # Hub tokens never reach the log, whoever logs them
-    accounts = Accounts.from_env(config.users_file)
+    accounts = access_from_env(config.users_file)
     check_bind(config.host, accounts is not None, config.allow_public)  # before the slow model load
     service = PrefService.open(config)
     log.info("serving %s on http://%s:%d (%s)", service.model_info().label, config.host, config.port,
-             f"{len(accounts.users)} accounts" if accounts else "open, no accounts")
+             accounts.summary() if accounts else "open, no accounts")
     try:
         build_ui(service, accounts).queue().launch(
-            server_name=config.host, server_port=config.port, auth=accounts.check if accounts else None,
+            server_name=config.host, server_port=config.port,
+            auth=accounts.check if isinstance(accounts, Accounts) else None,
             auth_message="prefapp: sign in with the account an admin created for you.")
     finally:
         service.close()

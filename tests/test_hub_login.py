@@ -1,0 +1,156 @@
+"""Sign-in with Hugging Face on a Space: the Hub user name decides the role, on the server, for UI and API alike.
+
+The app runs as it does on a Space with `hf_oauth: true` (SYSTEM=spaces, SPACE_ID and the OAUTH_* variables the
+Space injects), so gradio installs its real OAuth routes and signed session middleware. huggingface.co cannot be
+reached here, so the sign-in redirect itself is not exercised: a test user's session is the cookie gradio's
+callback would have set, signed with the Space's OAuth secret. A cookie signed with any other key is worthless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from base64 import b64encode
+from collections.abc import Iterator
+
+import gradio.http_server
+import gradio.oauth
+import itsdangerous
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from prefapp.auth import Accounts, HubLogin, access_from_env, add_user
+from prefapp.config import ConfigError
+from prefapp.service import PrefService
+from prefapp.ui import PrefUI
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, chromium_installed, free_port  # noqa: F401
+
+OAUTH_SECRET = "space-oauth-secret"
+SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "team/prefapp", "OAUTH_CLIENT_ID": "prefapp-client",
+             "OAUTH_CLIENT_SECRET": OAUTH_SECRET, "OAUTH_SCOPES": "openid profile",
+             "OPENID_PROVIDER_URL": "http://127.0.0.1:9"}  # what a Space with hf_oauth: true provides
+
+
+def session_cookie(hub_user: str, secret: str = OAUTH_SECRET) -> str:
+    """The `session` cookie gradio's OAuth callback sets after `hub_user` signs in (Starlette's signed format)."""
+    session = {"oauth_info": {"access_token": "hf_oauth_access", "token_type": "bearer", "scope": "openid profile",
+                              "expires_at": int(time.time()) + 3600,
+                              "userinfo": {"preferred_username": hub_user, "name": hub_user.title(),
+                                           "profile": f"https://huggingface.co/{hub_user}", "picture": ""}}}
+    key = hashlib.sha256((secret + "-v4").encode()).hexdigest()  # gradio.oauth.attach_oauth's session key
+    return itsdangerous.TimestampSigner(key).sign(b64encode(json.dumps(session).encode())).decode()
+
+
+@pytest.fixture
+def space(monkeypatch) -> None:
+    for name, value in SPACE_ENV.items():
+        monkeypatch.setenv(name, value)
+        if hasattr(gradio.oauth, name):  # gradio read these when it was imported; a Space sets them before
+            monkeypatch.setattr(gradio.oauth, name, value)
+    for name in ("PREFAPP_USERS", "PREFAPP_USERS_FILE", "PREFAPP_HF_ANNOTATORS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PREFAPP_HF_ADMINS", "alice")
+    # Not the Spaces dev-mode reloader, which needs the `spaces` package a Space has and this machine does not.
+    monkeypatch.setattr(gradio.http_server, "get_space", lambda: None)
+
+
+@pytest.fixture
+def app(space, service: PrefService) -> Iterator[str]:
+    login = access_from_env()
+    assert isinstance(login, HubLogin)
+    ui = PrefUI(service, login)
+    ui.blocks.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield ui.blocks.local_url
+    ui.blocks.close()
+
+
+def client_as(url: str, hub_user: str | None, secret: str = OAUTH_SECRET) -> Client:
+    headers = {"Cookie": f"session={session_cookie(hub_user, secret)}"} if hub_user else None
+    return Client(url, headers=headers, verbose=False)
+
+
+def test_hub_login_is_configured_by_hub_user_names(space, monkeypatch) -> None:
+    login = HubLogin.from_env()
+    assert login == HubLogin(frozenset({"alice"}))
+    assert login.role("alice") == "admin" and login.role("bob") == "annotator" and login.role(None) is None
+    monkeypatch.setenv("PREFAPP_HF_ANNOTATORS", "bob, @carol")
+    login = HubLogin.from_env()
+    assert login.role("carol") == "annotator" and login.role("mallory") is None and login.allows("alice", "admin")
+    assert not login.allows("bob", "admin") and not login.allows("mallory", "annotator")
+
+
+def test_bad_hub_login_config_names_the_fix(space, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("OAUTH_CLIENT_SECRET")
+    with pytest.raises(ConfigError, match="OAUTH_CLIENT_SECRET is not set.*hf_oauth: true"):
+        HubLogin.from_env()
+    monkeypatch.delenv("PREFAPP_HF_ADMINS")
+    assert HubLogin.from_env() is None and access_from_env() is None  # neither configured: the app runs open
+    monkeypatch.setenv("PREFAPP_HF_ANNOTATORS", "bob")
+    with pytest.raises(ConfigError, match="PREFAPP_HF_ADMINS is empty: name at least one"):
+        HubLogin.from_env()
+    users = tmp_path / "users.toml"
+    add_user(users, "boss", "admin", "correct horse battery")
+    assert isinstance(access_from_env(users), Accounts)  # accounts win over Hub sign-in
+
+
+def test_roles_follow_the_hub_user_over_the_api(app, service: PrefService) -> None:
+    bob = client_as(app, "bob")
+    pair_id, _, _, _ = bob.predict("alice", api_name="/next_pair")  # claims to be the admin
+    assert bob.predict(pair_id, "A", "alice", api_name="/vote").startswith("Recorded")
+    assert [(v.pair_id, v.annotator) for v in service.store.votes()] == [(pair_id, "bob")]
+    with pytest.raises(AppError, match=r"\(bob, annotator\) may not do this: it needs the admin role"):
+        bob.predict("", "", api_name="/export")
+    assert not service.config.exports_dir.exists()
+
+    for anonymous in (client_as(app, None), client_as(app, "alice", secret="guessed")):  # no or forged session
+        with pytest.raises(AppError, match="not signed in: use 'Sign in with Hugging Face'"):
+            anonymous.predict("alice", api_name="/next_pair")
+        with pytest.raises(AppError, match="not signed in"):
+            anonymous.predict("", "", api_name="/export")
+    assert len(service.store.votes()) == 1
+
+    assert client_as(app, "alice").predict("", "", api_name="/export").startswith("Exported 1 pairs")
+
+
+def test_the_browser_shows_sign_in_then_labels_as_the_hub_user(app, service: PrefService,
+                                                                chromium_installed: None) -> None:
+    import playwright.sync_api as playwright_api
+    expect = playwright_api.expect
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        anonymous = browser.new_page()
+        anonymous.goto(app)
+        expect(anonymous.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
+        expect(anonymous.get_by_label("Access")).to_have_value(
+            "Not signed in: use the 'Sign in with Hugging Face' button to label.")
+        expect(anonymous.locator("#pair-id textarea")).to_have_value("")  # no pair is served to nobody
+
+        context = browser.new_context()
+        context.add_cookies([{"name": "session", "value": session_cookie("bob"), "url": app}])
+        page = context.new_page()
+        page.goto(app)
+        expect(page.get_by_role("button", name="Logout (bob)")).to_be_visible()
+        expect(page.get_by_label("Access")).to_have_value("Signed in as bob (annotator).")
+        expect(page.get_by_label("Your name (annotator)")).to_have_value("bob")
+        pair_box = page.locator("#pair-id textarea")
+        expect(pair_box).not_to_have_value("")
+        pair_id = pair_box.input_value()
+        for tab in ("Data", "Train", "Quality"):  # disabled, and so taken off the tab bar
+            admin_tab = page.get_by_role("tab", name=tab, include_hidden=True)
+            expect(admin_tab).to_be_disabled()
+            expect(admin_tab).to_be_hidden()
+        page.get_by_role("button", name="A is better").click()
+        expect(page.get_by_label("Your votes")).to_have_value("1")
+
+        admin = browser.new_context()
+        admin.add_cookies([{"name": "session", "value": session_cookie("alice"), "url": app}])
+        admin_page = admin.new_page()
+        admin_page.goto(app)
+        expect(admin_page.get_by_label("Access")).to_have_value("Signed in as alice (admin).")
+        for tab in ("Data", "Train", "Quality"):
+            expect(admin_page.get_by_role("tab", name=tab)).to_be_enabled()
+            expect(admin_page.get_by_role("tab", name=tab)).to_be_visible()
+        browser.close()
+    assert [(v.pair_id, v.choice, v.annotator) for v in service.store.votes()] == [(pair_id, "A", "bob")]
