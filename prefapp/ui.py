@@ -17,7 +17,7 @@ No `from __future__ import annotations` here: gradio reads the API functions' ty
 import html
 import logging
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Any, Iterator, Literal
 
@@ -39,7 +39,8 @@ from prefapp.ui_label import (BUTTON_IDS, annotators_frame, button_label, pairwi
 log = logging.getLogger(__name__)
 
 VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
-API_NAMES = ("next_pair", "vote", "export", "train", "train_status", "chat", "set_generator")
+API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "quality", "export", "train",
+             "train_status", "chat", "set_generator")
 POLL_SECONDS = 2.0  # training progress refresh; one step of the demo model takes about a second on a laptop CPU
 ENDED = ("finished", "failed", "cancelled")
 METRICS_PLOTTED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -352,7 +353,7 @@ class PrefUI:
 
         # One round trip per vote: record it and return the next pair (ready in the queue) in the same event.
         # Label events share a concurrency group: one annotator waiting on an empty queue must not hold up others.
-        label = dict(concurrency_id="label", concurrency_limit=16, **ui)
+        label = dict(concurrency_id="label", concurrency_limit=16, show_progress="hidden", **ui)
         vote_view = [*pair_view, self.reason, self.written, self.label_progress]
         gr.on([self.annotator.submit, self.annotator.blur], self._on_annotator, [self.annotator, self.pair_id],
               vote_view, **label)
@@ -576,6 +577,30 @@ class PrefUI:
         """Record `annotator`'s choice for a pair (A, B, tie or both_bad); a repeated vote changes nothing."""
         with user_errors():
             return self.service.vote(pair_id, choice, annotator).message
+
+    def api_undo(self, annotator: str) -> tuple[str, str, str, str]:
+        """Take back `annotator`'s last vote: the pair it was on, to vote again (pair_id, prompt, response_a,
+        response_b)."""
+        with user_errors():
+            pair = self.service.undo(annotator)
+        if pair is None:
+            raise gr.Error(f"{annotator.strip() or 'This annotator'} has no vote to undo.", print_exception=False)
+        return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
+
+    def api_add_prompts(self, text: str) -> str:
+        """Add prompts, one per line; duplicates and blank lines are skipped and counted."""
+        with user_errors():
+            return self.service.add_typed_prompts(text)
+
+    def api_import_prompts(self, source: str, column: str = "", split: str = "train") -> str:
+        """Import prompts from a file under the data folder (.txt, .csv, .jsonl, .parquet, a saved dataset) or a
+        Hub dataset name; `column` picks the prompt column (empty: guessed)."""
+        with user_errors():
+            return self.service.import_prompt_source(source.strip(), column.strip() or None, split or "train")
+
+    def api_quality(self) -> dict:
+        """The Quality tab's figures: per-annotator stats, agreement (percent, Fleiss' and Cohen's kappa), probes."""
+        return asdict(self.service.quality())
 
     def api_export(self, name: str = "", push_to: str = "", disagreement: str = "majority", both_bad: str = "drop",
                    written: str = "use") -> str:

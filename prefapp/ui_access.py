@@ -31,14 +31,15 @@ log = logging.getLogger(__name__)
 
 ANNOTATOR_HANDLERS = {  # labelling and chatting, and the read-only page refreshes they need
     "_on_load", "_on_annotator", "_on_next_pair", "_on_vote", "_on_undo", "_on_chat", "_on_clear_chat", "_on_chat_tab",
-    "api_next_pair", "api_vote", "api_chat",
+    "api_next_pair", "api_vote", "api_undo", "api_chat",
 }
 PUBLIC_HANDLERS = {  # say who is signed in, or how to sign in: they run for anyone who has the page
     "_on_access_load", "_check_login_status",  # the latter is gradio's LoginButton showing "Logout (name)"
 }
 ADMIN_HANDLERS = {  # shared settings that sit in annotator tabs but change the app for everyone
     "_on_sampling", "_on_generator", "_on_pick_aligned", "_on_backup", "_on_rescue_export",
-    "api_export", "api_train", "api_train_status", "api_set_generator",
+    "api_export", "api_train", "api_train_status", "api_set_generator", "api_add_prompts", "api_import_prompts",
+    "api_quality",
 }
 QUIET_EVENTS = ("tick", "load", "then", "success")
 ANNOTATOR_PARAM = "annotator"  # the handler parameter that names who acts

@@ -14,7 +14,8 @@ from prefapp.training import TrainProgress
 from prefapp.ui import API_NAMES, build_ui, history_frame
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
 
-EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/export", "/train", "/train_status", "/chat", "/set_generator"}
+EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/quality", "/export", "/train",
+                      "/train_status", "/chat", "/set_generator"}
 
 
 @pytest.fixture
@@ -81,6 +82,29 @@ def test_label_loop_through_gradio_client(client: Client, service: PrefService) 
 
     status = client.predict(api_name="/train_status")
     assert status["state"] == "idle" and status["running"] is False
+
+
+def test_prompts_undo_and_quality_through_gradio_client(client: Client, service: PrefService) -> None:
+    added = client.predict("Why is the sky blue?\nWhy is the sky blue?\n\nWrite a haiku about ducks.",
+                           api_name="/add_prompts")
+    assert added == "added 2 prompt(s), skipped 1 duplicate(s).", added
+    (service.config.data_dir / "mine.txt").write_text("Explain DPO in one line.\nWrite a haiku about ducks.\n")
+    imported = client.predict("mine.txt", "", "train", api_name="/import_prompts")
+    assert imported.startswith("added 1 prompt(s), skipped 1 duplicate(s)"), imported
+    with pytest.raises(AppError, match="outside the data directory"):
+        client.predict("/etc/passwd", "", "train", api_name="/import_prompts")
+
+    with pytest.raises(AppError, match="dana has no vote to undo"):
+        client.predict("dana", api_name="/undo")
+    pair_id, prompt, a, b = client.predict("dana", api_name="/next_pair")
+    client.predict(pair_id, "tie", "dana", api_name="/vote")
+    assert client.predict("dana", api_name="/undo") == (pair_id, prompt, a, b)  # back on screen, vote taken back
+    assert service.store.votes() == []
+    client.predict(pair_id, "A", "dana", api_name="/vote")
+
+    quality = client.predict(api_name="/quality")
+    assert quality["votes"] == 1 and [s["annotator"] for s in quality["annotators"]] == ["dana"]
+    assert quality["annotators"][0]["share_a"] == 1.0 and quality["overlapped_pairs"] == 0
 
 
 def test_export_chat_and_generator_through_gradio_client(client: Client, service: PrefService) -> None:
