@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "quality", "export", "train",
              "train_status", "chat", "set_generator")
+LABEL_API = ("next_pair", "vote", "undo")
 POLL_SECONDS = 2.0  # training progress refresh; one step of the demo model takes about a second on a laptop CPU
 ENDED = ("finished", "failed", "cancelled")
 METRICS_PLOTTED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -400,7 +401,9 @@ class PrefUI:
 
     def _setup_api(self) -> None:
         for name in API_NAMES:
-            gr.api(getattr(self, f"api_{name}"), api_name=name)
+            # Labelling calls share the Label tab's concurrency group: 20 annotators are not served one at a time.
+            group = dict(concurrency_id="label", concurrency_limit=16) if name in LABEL_API else {}
+            gr.api(getattr(self, f"api_{name}"), api_name=name, **group)
 
     # --- handlers: thin adapters from events to the service ------------------------------------------------------
 

@@ -51,3 +51,9 @@ def test_service_imports_parquet_and_a_saved_multi_turn_dataset(app_config, demo
             service.import_prompt_source("/etc/hosts.csv")
     finally:
         service.close()
+
+
+def test_a_hub_dataset_that_cannot_be_reached_names_the_alternatives(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on this machine: the Hub is never reached
+    with pytest.raises(ConfigError, match=r"'someone/prompts' \(.*Hub.*\): give a .txt, .jsonl, .csv or .parquet file"):
+        read_prompts("someone/prompts")

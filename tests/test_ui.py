@@ -38,6 +38,9 @@ def test_build_ui_exposes_exactly_the_named_api(service: PrefService) -> None:
     assert vote["parameters"][1]["type"] == {"enum": ["A", "B", "tie", "both_bad"]}
     assert len(api["named_endpoints"]["/next_pair"]["returns"]) == 4
     assert len(api["named_endpoints"]["/chat"]["returns"]) == 2
+    groups = {f.api_name: (f.concurrency_id, f.concurrency_limit) for f in demo.fns.values() if f.api_name}
+    for name in ("next_pair", "vote", "undo"):  # one annotator waiting on the model must not hold up the others
+        assert groups[name] == ("label", 16), name
     train = {p["parameter_name"]: p["parameter_default"] for p in api["named_endpoints"]["/train"]["parameters"]}
     assert train == {"beta": 0.1, "learning_rate": 5e-4, "num_epochs": 1.0, "batch_size": 8, "max_length": 512,
                      "lora_r": 16, "loss_type": "sigmoid", "precompute_ref_log_probs": False, "save_steps": 50}
