@@ -263,6 +263,7 @@ def _dpo_args(config: TrainConfig, plan: _Plan, checkpoint_dir: Path) -> Any:
         precompute_ref_log_probs=config.precompute_ref_log_probs,
         disable_tqdm=True,
         dataloader_num_workers=0,  # worker processes cost more than they save for a few hundred pairs
+        ddp_find_unused_parameters=False,  # every LoRA weight is used in each forward: skip DDP's extra graph walk
         **plan.args_kwargs,
         **checkpointing,
     )

@@ -1,4 +1,5 @@
-"""`prefapp train` headless: on the DuckDB store, with preflight, and under torchrun with 2 CPU processes (gloo)."""
+"""`prefapp train` headless: on the DuckDB store, with preflight, and as 2 CPU processes (gloo) under torchrun and
+`accelerate launch`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_rounds import seed_votes  # noqa: E402
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
+ACCELERATE = Path(sys.executable).with_name("accelerate")
 KNOBS = ["--batch-size", "4", "--epochs", "2", "--max-length", "128", "--lora-r", "4"]
 
 
@@ -54,9 +56,17 @@ def test_train_on_the_store_after_a_preflight(data_dir: Path):
     assert (data_dir / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_torchrun_two_cpu_processes_train_one_model(data_dir: Path):
-    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29517", "-m", "prefapp.cli", "train",
-           "--data-dir", str(data_dir), *KNOBS, "--output", str(data_dir / "ddp")]
+LAUNCHERS = {  # the two ways multi-process training is started; accelerate's --multi_gpu runs torchrun underneath
+    "torchrun": [str(TORCHRUN), "--nproc_per_node", "2", "--master_port", "29517"],
+    "accelerate": [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--main_process_port", "29518"],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_cpu_processes_train_one_model(data_dir: Path, launcher: str):
+    cmd = [*LAUNCHERS[launcher], "-m", "prefapp.cli", "train", "--data-dir", str(data_dir), *KNOBS,
+           "--output", str(data_dir / "ddp")]
     done = run(cmd)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     ranks = dict(re.findall(r"rank (\d)/2: 4 steps, weights sha256 ([0-9a-f]{64})", done.stdout))
