@@ -36,7 +36,7 @@ def render_train_options(ui: Any) -> None:
 def render_round_ops(ui: Any) -> None:
     """Below the rounds table: act on one round."""
     with gr.Row():
-        ui.round_pick = gr.Number(label="Round", precision=0, minimum=1, scale=1)
+        ui.round_pick = gr.Number(1, label="Round (number in the table)", precision=0, minimum=1, scale=1)
         ui.resume_button = gr.Button("Resume (from its checkpoint)", scale=1)
         ui.make_generator_button = gr.Button("Make generator (hot swap)", variant="primary", scale=1)
         ui.rollback_button = gr.Button("Roll back generator", scale=1)

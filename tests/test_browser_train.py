@@ -69,7 +69,7 @@ def test_preflight_watch_cancel_resume_and_swap(page, service: PrefService) -> N
     page.get_by_role("button", name="Cancel", exact=True).click()
     expect(page.get_by_role("gridcell", name="cancelled", exact=True)).to_be_visible(timeout=60_000)
 
-    set_number(page, "Round", 1)
+    set_number(page, "Round (number in the table)", 1)
     page.get_by_role("button", name="Resume (from its checkpoint)").click()
     expect(page.get_by_label("Round operation")).to_have_value(re.compile("resumes from its last checkpoint"))
     expect(page.get_by_role("gridcell", name="finished", exact=True)).to_be_visible(timeout=120_000)
