@@ -257,7 +257,7 @@ class PrefUI:
         self.data_counts = gr.Markdown()
         self.preview = gr.Dataframe(label="Preview of the DPO dataset (first rows)", datatype="str",
                                     headers=["prompt", "chosen", "rejected"], interactive=False, wrap=True,
-                                    max_height=400)
+                                    max_height=400, column_widths=["24%", "38%", "38%"])  # all three in view
         self.refresh_data = gr.Button("Refresh")
         with gr.Row():
             with gr.Column():
