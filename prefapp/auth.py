@@ -142,7 +142,9 @@ HUB_OAUTH_ENV = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPEN
 
 
 def _hub_names(text: str) -> frozenset[str]:
-    return frozenset(name.strip().lstrip("@") for name in text.replace(";", ",").split(",") if name.strip())
+    """Hub user names from "alice, @Bob": casefolded, as the Hub does not tell names apart by case."""
+    return frozenset(name.strip().lstrip("@").casefold() for name in text.replace(";", ",").split(",")
+                     if name.strip())
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,10 @@ class HubLogin:
     def role(self, username: str | None) -> str | None:
         if not username:
             return None
-        if username in self.admins:
+        name = username.casefold()
+        if name in self.admins:
             return "admin"
-        return "annotator" if self.annotators is None or username in self.annotators else None
+        return "annotator" if self.annotators is None or name in self.annotators else None
 
     def allows(self, username: str | None, needed: str) -> bool:
         return role_allows(self.role(username), needed)

@@ -40,6 +40,7 @@ def check_bind(host: str, auth_enabled: bool, allow_public: bool) -> None:
     raise ConfigError(
         f"refusing to serve on {host} without accounts: anyone who can reach it could label, train and export. "
         "Configure users (PREFAPP_USERS_FILE or PREFAPP_USERS; `prefapp add-user NAME --role admin`), "
+        "or on a Space set the variable PREFAPP_HF_ADMINS=<your Hub name> (sign-in with Hugging Face), "
         "or pass --allow-public (PREFAPP_ALLOW_PUBLIC=1) to run it open on purpose, or use --host 127.0.0.1"
     )
 

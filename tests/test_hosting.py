@@ -18,7 +18,7 @@ def test_public_bind_without_accounts_needs_the_explicit_flag() -> None:
     check_bind("127.0.0.1", auth_enabled=False, allow_public=False)
     check_bind("0.0.0.0", auth_enabled=True, allow_public=False)
     check_bind("0.0.0.0", auth_enabled=False, allow_public=True)
-    with pytest.raises(ConfigError, match="--allow-public"):
+    with pytest.raises(ConfigError, match="PREFAPP_HF_ADMINS=<your Hub name>.*--allow-public"):
         check_bind("0.0.0.0", auth_enabled=False, allow_public=False)
     assert "Open access on 127.0.0.1 (this machine only)" in access_text("127.0.0.1", None)
     assert "anyone who can reach it" in access_text("0.0.0.0", None)

@@ -75,7 +75,8 @@ def test_hub_login_is_configured_by_hub_user_names(space, monkeypatch) -> None:
     login = HubLogin.from_env()
     assert login == HubLogin(frozenset({"alice"}))
     assert login.role("alice") == "admin" and login.role("bob") == "annotator" and login.role(None) is None
-    monkeypatch.setenv("PREFAPP_HF_ANNOTATORS", "bob, @carol")
+    monkeypatch.setenv("PREFAPP_HF_ANNOTATORS", "bob, @Carol")
+    monkeypatch.setenv("PREFAPP_HF_ADMINS", "Alice")
     login = HubLogin.from_env()
     assert login.role("carol") == "annotator" and login.role("mallory") is None and login.allows("alice", "admin")
     assert not login.allows("bob", "admin") and not login.allows("mallory", "annotator")
