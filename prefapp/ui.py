@@ -42,6 +42,8 @@ VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad"
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "quality", "export", "train",
              "train_status", "chat", "set_generator")
 LABEL_API = ("next_pair", "vote", "undo")
+# Label events and labelling API calls share one group: one annotator waiting on the model must not hold up others.
+LABEL_CONCURRENCY = dict(concurrency_id="label", concurrency_limit=16)
 POLL_SECONDS = 2.0  # training progress refresh; one step of the demo model takes about a second on a laptop CPU
 ENDED = ("finished", "failed", "cancelled")
 METRICS_PLOTTED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
@@ -353,8 +355,9 @@ class PrefUI:
                          self.max_new_tokens, self.timer, self.aligned_pick], **ui)
 
         # One round trip per vote: record it and return the next pair (ready in the queue) in the same event.
-        # Label events share a concurrency group: one annotator waiting on an empty queue must not hold up others.
-        label = dict(concurrency_id="label", concurrency_limit=16, show_progress="hidden", **ui)
+        # No progress overlay: drawing it on every output cost more than the vote itself (the status line says
+        # when the next pair is being generated).
+        label = dict(**LABEL_CONCURRENCY, show_progress="hidden", **ui)
         vote_view = [*pair_view, self.reason, self.written, self.label_progress]
         gr.on([self.annotator.submit, self.annotator.blur], self._on_annotator, [self.annotator, self.pair_id],
               vote_view, **label)
@@ -401,9 +404,7 @@ class PrefUI:
 
     def _setup_api(self) -> None:
         for name in API_NAMES:
-            # Labelling calls share the Label tab's concurrency group: 20 annotators are not served one at a time.
-            group = dict(concurrency_id="label", concurrency_limit=16) if name in LABEL_API else {}
-            gr.api(getattr(self, f"api_{name}"), api_name=name, **group)
+            gr.api(getattr(self, f"api_{name}"), api_name=name, **(LABEL_CONCURRENCY if name in LABEL_API else {}))
 
     # --- handlers: thin adapters from events to the service ------------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""What the live-app and browser tests share: Debian's Chromium, the flags it needs here, and a free port."""
+"""What the live-app and browser tests share: a served app on a free port, and Debian's Chromium with the flags
+it needs here (conftest's `chromium_installed` fails the browser tests without it)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-
-import pytest
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright cannot download its own browser here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -19,11 +20,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def chromium_installed() -> None:
-    """Fail, never skip, without the browser: a skipped browser test would hide a broken set-up."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("Debian's chromium is missing: run `make browser` (apt-get install -y chromium)", pytrace=False)
+@contextmanager
+def served(blocks: Any, **launch: Any) -> Iterator[str]:
+    """`blocks` launched on a free local port (gradio's queue on); yields its URL and closes it afterwards."""
+    blocks.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                          **launch)
+    try:
+        yield blocks.local_url
+    finally:
+        blocks.close()
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Debian Chromium driven by Playwright, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _patient_expect() -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary data dir, the bundled demo model, and a service wired to both."""
+"""Shared fixtures: a temporary data dir, the bundled demo model, a service wired to both, and the Chromium check."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub; the d
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil
+
 import pytest
 
 from prefapp.config import AppConfig, SamplingConfig
 from prefapp.models import ModelChoice, Policy, resolve_model
+from tests.browser import CHROMIUM
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +40,10 @@ def service(app_config, demo_choice):
     svc = PrefService.open(app_config, choice=demo_choice, seed=0)
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def chromium_installed() -> None:
+    """Fail, never skip, without the browser: a skipped browser test would hide a broken set-up."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Debian's chromium is missing: run `make browser` (apt-get install -y chromium)", pytrace=False)

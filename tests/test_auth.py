@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +16,7 @@ from prefapp.config import ConfigError
 from prefapp.service import PrefService
 from prefapp.ui import PrefUI
 from prefapp.ui_access import PUBLIC_HANDLERS, handler_name
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
+from tests.browser import TIMEOUT_MS, chromium, served
 
 PASSWORD = "correct horse battery"
 ADMIN_ONLY_API = {"/export": ("", ""), "/train": (), "/train_status": (), "/set_generator": ("base",)}
@@ -35,10 +34,8 @@ def users_toml(tmp_path_factory) -> str:
 def app(service: PrefService, users_toml: str) -> Iterator[tuple[PrefUI, str]]:
     accounts = Accounts.from_toml(users_toml)
     ui = PrefUI(service, accounts)
-    ui.blocks.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
-                             quiet=True, auth=accounts.check)
-    yield ui, ui.blocks.local_url
-    ui.blocks.close()
+    with served(ui.blocks, auth=accounts.check) as url:
+        yield ui, url
 
 
 def test_passwords_are_stored_only_as_salted_hashes(tmp_path) -> None:
@@ -148,10 +145,9 @@ def test_an_annotator_in_the_browser_labels_as_themself_and_sees_no_admin_tabs(
     import playwright.sync_api as playwright_api
     expect = playwright_api.expect
     _, url = app
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         page.get_by_label("username").fill("ann")
         page.get_by_label("password").fill(PASSWORD)
@@ -171,7 +167,6 @@ def test_an_annotator_in_the_browser_labels_as_themself_and_sees_no_admin_tabs(
         expect(page.get_by_role("button", name="Apply sampling")).to_have_count(0)
         page.get_by_role("button", name="B is better").click()
         expect(page.get_by_label("Your votes")).to_have_value("1")
-        browser.close()
     assert [(v.pair_id, v.choice, v.annotator) for v in service.store.votes()] == [(pair_id, "B", "ann")]
 
 

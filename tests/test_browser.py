@@ -13,7 +13,7 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
+from tests.browser import TIMEOUT_MS, chromium, served
 
 PAYLOAD = "<img src=x onerror=alert(1)><b>bold</b>"  # must show as these characters, never as an image or bold
 SCREENSHOT = Path("/tmp/prefapp-browser-label.png")
@@ -33,21 +33,17 @@ def payload_service(app_config: AppConfig, demo_policy: Policy) -> Iterator[Pref
 
 @pytest.fixture
 def app_url(payload_service: PrefService) -> Iterator[str]:
-    demo = build_ui(payload_service)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo.local_url
-    demo.close()
+    with served(build_ui(payload_service)) as url:
+        yield url
 
 
 @pytest.fixture
 def page(app_url: str):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(app_url)
         yield page
-        browser.close()
 
 
 def injected(page) -> int:

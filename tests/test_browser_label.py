@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -14,7 +13,7 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
+from tests.browser import TIMEOUT_MS, chromium, served
 
 import playwright.sync_api as playwright_api  # noqa: E402
 pytestmark = pytest.mark.usefixtures("chromium_installed")
@@ -31,14 +30,9 @@ def overlap_service(app_config: AppConfig, demo_policy: Policy) -> Iterator[Pref
 
 @pytest.fixture
 def browser(overlap_service: PrefService):
-    demo = build_ui(overlap_service)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        browser.app_url = demo.local_url
+    with served(build_ui(overlap_service)) as url, chromium() as browser:
+        browser.app_url = url
         yield browser
-        browser.close()
-    demo.close()
 
 
 def sign_in(browser, name: str):

@@ -5,7 +5,6 @@ in as the generator."""
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from prefapp.service import PrefService
 from prefapp.ui import build_ui
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: E402,F401
+from tests.browser import TIMEOUT_MS, chromium, served  # noqa: E402
 from test_rounds import seed_votes  # noqa: E402
 
 import playwright.sync_api as playwright_api  # noqa: E402
@@ -27,16 +26,11 @@ SCREENSHOT = Path("/tmp/prefapp-browser-train.png")
 @pytest.fixture
 def page(service: PrefService) -> Iterator:
     seed_votes(service.store, 16, context="Please answer: ")
-    demo = build_ui(service)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with served(build_ui(service)) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(demo.local_url)
+        page.goto(url)
         yield page
-        browser.close()
-    demo.close()
 
 
 def set_number(page, label: str, value: float) -> None:

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from prefapp import generation
 from prefapp.config import ConfigError, SamplingConfig

@@ -14,7 +14,7 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui import build_ui
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
+from tests.browser import TIMEOUT_MS, chromium, served
 
 MARK = "pwned.invalid"  # any request to this host means a payload was rendered
 TYPED = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script><b>bold</b>'
@@ -48,19 +48,14 @@ def hostile_service(app_config: AppConfig, demo_policy: Policy, tmp_path) -> Ite
 
 @pytest.fixture
 def page(hostile_service: PrefService):
-    demo = build_ui(hostile_service)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with served(build_ui(hostile_service)) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.hostile_requests, page.dialogs = [], []
         page.on("request", lambda r: MARK in r.url and page.hostile_requests.append(r.url))
         page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        page.goto(demo.local_url)
+        page.goto(url)
         yield page
-        browser.close()
-    demo.close()
 
 
 def rendered(page) -> dict[str, int]:
@@ -109,8 +104,7 @@ def test_hostile_text_is_shown_as_text_everywhere(page, hostile_service: PrefSer
 
 def test_the_checks_see_a_payload_that_is_rendered() -> None:
     """The same checks on a page that does render the payloads as HTML: they must all trip."""
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page()
         page.hostile_requests = []
         page.on("request", lambda r: MARK in r.url and page.hostile_requests.append(r.url))
@@ -119,6 +113,5 @@ def test_the_checks_see_a_payload_that_is_rendered() -> None:
         page.wait_for_timeout(500)
         found = rendered(page)
         title = page.title()
-        browser.close()
     assert set(found) == {"img", "bold", "md image", "md bold", "underline", "iframe", "link", "svg"}
     assert page.hostile_requests and title == "pwned"

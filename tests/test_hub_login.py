@@ -25,7 +25,7 @@ from prefapp.auth import Accounts, HubLogin, access_from_env, add_user
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
 from prefapp.ui import PrefUI
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, chromium_installed, free_port  # noqa: F401
+from tests.browser import chromium, served
 
 OAUTH_SECRET = "space-oauth-secret"
 SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "team/prefapp", "OAUTH_CLIENT_ID": "prefapp-client",
@@ -60,10 +60,8 @@ def space(monkeypatch) -> None:
 def app(space, service: PrefService) -> Iterator[str]:
     login = access_from_env()
     assert isinstance(login, HubLogin)
-    ui = PrefUI(service, login)
-    ui.blocks.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield ui.blocks.local_url
-    ui.blocks.close()
+    with served(PrefUI(service, login).blocks) as url:
+        yield url
 
 
 def client_as(url: str, hub_user: str | None, secret: str = OAUTH_SECRET) -> Client:
@@ -119,8 +117,7 @@ def test_the_browser_shows_sign_in_then_labels_as_the_hub_user(app, service: Pre
                                                                 chromium_installed: None) -> None:
     import playwright.sync_api as playwright_api
     expect = playwright_api.expect
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         anonymous = browser.new_page()
         anonymous.goto(app)
         expect(anonymous.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible()
@@ -153,5 +150,4 @@ def test_the_browser_shows_sign_in_then_labels_as_the_hub_user(app, service: Pre
         for tab in ("Data", "Train", "Quality"):
             expect(admin_page.get_by_role("tab", name=tab)).to_be_enabled()
             expect(admin_page.get_by_role("tab", name=tab)).to_be_visible()
-        browser.close()
     assert [(v.pair_id, v.choice, v.annotator) for v in service.store.votes()] == [(pair_id, "A", "bob")]

@@ -12,7 +12,7 @@ from gradio_client.exceptions import AppError
 from prefapp.service import PrefService
 from prefapp.training import TrainProgress
 from prefapp.ui import API_NAMES, build_ui, history_frame
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, chromium_installed, free_port  # noqa: F401
+from tests.browser import served
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/quality", "/export", "/train",
                       "/train_status", "/chat", "/set_generator"}
@@ -21,10 +21,8 @@ EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_p
 @pytest.fixture
 def client(service: PrefService) -> Iterator[Client]:
     """The real app on a free port, and a gradio_client connected to it."""
-    demo = build_ui(service)
-    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield Client(demo.local_url, verbose=False)
-    demo.close()
+    with served(build_ui(service)) as url:
+        yield Client(url, verbose=False)
 
 
 def test_build_ui_exposes_exactly_the_named_api(service: PrefService) -> None:
