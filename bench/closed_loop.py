@@ -16,7 +16,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from prefapp.config import LOOP_TRAIN_CONFIG  # noqa: E402
-from prefapp.evaluation import run_demo_loop  # noqa: E402
+from prefapp.demo.loop import run_demo_loop  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/generation_throughput.py --models 135m demo --batch 8 16
 
 Same model, same prompts, same sampling and max_new_tokens on both sides, in one run:
-- batched: what prefapp.pair_queue does, `generation.sample(policy, B prompts, num_samples=2)`: ONE generate
+- batched: what prefapp.labeling.pair_queue does, `generation.sample(policy, B prompts, num_samples=2)`: ONE generate
   call for 2B sequences;
 - separate: what a naive app does, two `generate` calls of one sequence per prompt.
 The 135M-shape model (random weights, see bench_models.py) never stops early, so both sides generate exactly
@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from bench_models import bench_choice  # noqa: E402
-from prefapp import generation  # noqa: E402
+from prefapp.labeling import generation
 from prefapp.config import DEMO_PROMPTS_PATH, SamplingConfig  # noqa: E402
 from prefapp.models import Policy  # noqa: E402
-from prefapp.prompts import load_prompt_file  # noqa: E402
+from prefapp.preferences.prompts import load_prompt_file  # noqa: E402
 
 
 def n_tokens(policy: Policy, texts: list[str]) -> int:

@@ -4,7 +4,7 @@
 
 For each model: the app is served on a local port, one annotator votes with the keyboard shortcuts (1/2/3/4)
 after a short think time, and each vote is timed from the key press until the page shows a different pair id.
-- queue: the background queue (prefapp.pair_queue) is filled first and keeps refilling while votes go on;
+- queue: the background queue (prefapp.labeling.pair_queue) is filled first and keeps refilling while votes go on;
 - sequential baseline: no queue (queue_target=0), the pair is generated after the vote, as a naive app does.
 Prints p50 / p95 / max per mode, where the served pairs came from, and the machine's load average.
 The 135M-shape model has random weights (bench_models.py). Figures only, no timed asserts.
@@ -33,7 +33,7 @@ from prefapp.config import DEMO_PROMPTS_PATH, AppConfig, LabelingConfig, Samplin
 from prefapp.models import Policy  # noqa: E402
 from prefapp.service import PrefService  # noqa: E402
 from prefapp.store import Store  # noqa: E402
-from prefapp.ui import build_ui  # noqa: E402
+from prefapp.ui.app import build_ui  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

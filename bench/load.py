@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))  # runnable as a plain script from anywhere
 import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
-from prefapp.auth import add_user  # noqa: E402
+from prefapp.hosting.auth import add_user  # noqa: E402
 from prefapp.store import Store  # noqa: E402
 
 PASSWORD = "load-test-password"

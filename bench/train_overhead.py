@@ -4,7 +4,7 @@
 
 Each run is a fresh process (so peak RSS is that run's own), the two paths alternate, and the figures are medians:
 wall time of the whole process (imports, loading, training, saving) and peak resident memory (ru_maxrss from
-wait4). The app path is `prefapp.training.train_dpo` as the Train tab calls it: input checks, truncation audit,
+wait4). The app path is `prefapp.training.dpo.train_dpo` as the Train tab calls it: input checks, truncation audit,
 progress callback with live warnings every step, checkpoints every `save_steps`, the round record. The plain script
 is what a TRL user writes: load_from_disk -> DPOConfig -> DPOTrainer(peft_config=...) -> train() -> save.
 Targets from the issue: wall-time ratio <= 1.05, peak-memory ratio <= 1.10. Figures are printed, never asserted.
@@ -35,7 +35,7 @@ def build_export(n_tasks: int, out: Path) -> int:
     """Demo-task prompts, two flawed corpus answers each, the simulated annotator's pick; A/B rows only."""
     from datasets import Dataset
 
-    from prefapp.demo_task import corpus_response, sample_tasks, simulated_annotator
+    from prefapp.demo.task import corpus_response, sample_tasks, simulated_annotator
 
     rng, rows = random.Random(0), []
     for task in sample_tasks(n_tasks, seed=0):
@@ -55,8 +55,8 @@ def build_export(n_tasks: int, out: Path) -> int:
 
 def run_app(data: Path, out: Path, extra: dict) -> None:
     from prefapp.config import DEMO_MODEL_DIR, TrainConfig
-    from prefapp.export import load_preferences
-    from prefapp.training import train_dpo
+    from prefapp.preferences.export import load_preferences
+    from prefapp.training.dpo import train_dpo
 
     result = train_dpo(DEMO_MODEL_DIR, load_preferences(data), TrainConfig(**CONFIG, **extra), out,
                        on_progress=lambda p: None)

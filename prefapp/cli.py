@@ -66,8 +66,8 @@ def labeling_config(base: LabelingConfig, overlap: int | None, probe_rate: float
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from prefapp.auth import access_from_env
-    from prefapp.hosting import check_bind
+    from prefapp.hosting.auth import access_from_env
+    from prefapp.hosting.environment import check_bind
 
     config = _app_config(args)
     config.host, config.port = args.host or config.host, args.port or config.port
@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.labeling = labeling_config(config.labeling, args.overlap, args.probe_rate, args.guidelines, args.queue)
     check_bind(config.host, access_from_env(config.users_file) is not None, config.allow_public)  # before imports
 
-    from prefapp.ui import launch  # gradio and torch: seconds to import
+    from prefapp.ui.app import launch  # gradio and torch: seconds to import
 
     launch(config)
     return 0
@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_add_user(args: argparse.Namespace) -> int:
     import getpass
 
-    from prefapp.auth import add_user
+    from prefapp.hosting.auth import add_user
 
     prompt = f"password for {args.name}: "
     password = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
@@ -103,7 +103,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from prefapp.export import export_preferences, push_to_hub
+    from prefapp.preferences.export import export_preferences, push_to_hub
     from prefapp.store import Store
 
     config = _app_config(args)
@@ -118,9 +118,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from prefapp.headless import load_training_data, preflight, rank, world_size
+    from prefapp.training.headless import load_training_data, preflight, rank, world_size
     from prefapp.models import resolve_model
-    from prefapp.training import train_dpo
+    from prefapp.training.dpo import train_dpo
 
     config = _app_config(args)
     train_config = _train_config(args)
@@ -157,7 +157,7 @@ def _metrics_line(metrics: dict) -> str:
 
 
 def cmd_build_demo_model(args: argparse.Namespace) -> int:
-    from prefapp.demo_model import build_demo_model
+    from prefapp.demo.model import build_demo_model
 
     metrics = build_demo_model(Path(args.out), seed=args.seed)
     print(json.dumps(metrics, indent=2, default=str))
@@ -166,7 +166,7 @@ def cmd_build_demo_model(args: argparse.Namespace) -> int:
 
 def cmd_loop(args: argparse.Namespace) -> int:
     """The closed loop on the demo task with the simulated annotator, printing the win rate."""
-    from prefapp.evaluation import run_demo_loop
+    from prefapp.demo.loop import run_demo_loop
 
     report = run_demo_loop(
         Path(args.workdir), n_pairs=args.pairs, n_eval=args.eval_prompts, rounds=args.rounds,

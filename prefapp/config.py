@@ -9,15 +9,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from prefapp.errors import ConfigError  # noqa: F401 - re-exported: most modules import it from here
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL_DIR = REPO_ROOT / "data" / "demo-model"  # built by `prefapp build-demo-model`, shipped in git
 DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling prompts for the demo task
 DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
 CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
-
-
-class ConfigError(ValueError):
-    """A setting is out of range; the message says which and what to use instead."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,7 @@ def _default_data_dir() -> Path:
     # A Space with persistent storage mounts /data; use it so labels survive restarts.
     if "PREFAPP_DATA_DIR" in os.environ:
         return Path(os.environ["PREFAPP_DATA_DIR"])
-    from prefapp.hosting import persistent_data_dir  # late: hosting imports ConfigError from here
+    from prefapp.hosting.environment import persistent_data_dir
 
     return persistent_data_dir() or REPO_ROOT / "data"
 

@@ -17,20 +17,22 @@ from typing import Callable
 
 from datasets import Dataset
 
-from prefapp import generation
+from prefapp.labeling import generation
 from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingConfig, TrainConfig
-from prefapp.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
-from prefapp.labeling import Labeling, Progress
+from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
+from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
-from prefapp.prompt_import import read_prompts, skipped_text, table_columns
-from prefapp.quality import QualityReport, quality_report
-from prefapp.resolve import ExportOptions, resolve
-from prefapp.prompts import load_prompt_file, parse_typed_prompts
-from prefapp.paths import confine
+from prefapp.preferences.prompt_import import read_prompts, skipped_text, table_columns
+from prefapp.labeling.quality import QualityReport, quality_report
+from prefapp.preferences.resolve import ExportOptions, resolve
+from prefapp.preferences.prompts import load_prompt_file, parse_typed_prompts
+from prefapp.hosting.paths import confine
 from prefapp.store import Round, Store, VoteCounts, to_messages
-from prefapp.training import TrainingJob, TrainProgress, TrainResult, last_checkpoint
-from prefapp.preflight import PreflightReport, run_preflight
-from prefapp import rounds as round_files
+from prefapp.training.dpo import last_checkpoint
+from prefapp.training.job import TrainingJob
+from prefapp.training.progress import TrainProgress, TrainResult
+from prefapp.training.preflight import PreflightReport, run_preflight
+from prefapp.training import rounds as round_files
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +368,7 @@ class PrefService:
 
     def resume_training(self, round_id: int, on_finish: Callable[[int], None] | None = None) -> int:
         """Continue a cancelled or failed round (also one cut by a crash or an app restart) from its checkpoint."""
-        from prefapp.export import load_preferences
+        from prefapp.preferences.export import load_preferences
 
         with self._job_lock:
             if self._job is not None and self._job.running:

@@ -11,11 +11,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from prefapp.auth import Accounts, add_user, hash_password, verify_password
+from prefapp.hosting.auth import Accounts, add_user, hash_password, verify_password
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
-from prefapp.ui import PrefUI
-from prefapp.ui_access import PUBLIC_HANDLERS, handler_name
+from prefapp.ui.app import PrefUI
+from prefapp.ui.access import PUBLIC_HANDLERS, handler_name
 from tests.browser import TIMEOUT_MS, chromium, served
 
 PASSWORD = "correct horse battery"

@@ -12,7 +12,7 @@ from prefapp.config import AppConfig
 from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
-from prefapp.ui import build_ui
+from prefapp.ui.app import build_ui
 from tests.browser import TIMEOUT_MS, chromium, served
 
 PAYLOAD = "<img src=x onerror=alert(1)><b>bold</b>"  # must show as these characters, never as an image or bold

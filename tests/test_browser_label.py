@@ -12,7 +12,7 @@ from prefapp.config import AppConfig, LabelingConfig
 from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
-from prefapp.ui import build_ui
+from prefapp.ui.app import build_ui
 from tests.browser import TIMEOUT_MS, chromium, served
 
 import playwright.sync_api as playwright_api  # noqa: E402

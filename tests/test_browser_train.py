@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prefapp.service import PrefService
-from prefapp.ui import build_ui
+from prefapp.ui.app import build_ui
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tests.browser import TIMEOUT_MS, chromium, served  # noqa: E402

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prefapp import demo_task
+from prefapp.demo import task as demo_task
 from prefapp.config import DEMO_MODEL_DIR, DEMO_PROMPTS_PATH
-from prefapp.demo_model import (
+from prefapp.demo.model import (
     DEMO_HELDOUT_PROMPTS_PATH,
     DemoModelConfig,
     build_demo_model,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from prefapp.config import CHOICES
-from prefapp.demo_task import (
+from prefapp.demo.task import (
     ARITH_PHRASINGS,
     CAPITAL_PHRASINGS,
     CAPITALS,

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 from gradio_client import Client
 
-from prefapp.store import INTERRUPTED_ERROR, Store
+from prefapp.store.store import INTERRUPTED_ERROR, Store
 from tests.browser import free_port
 
 ANNOTATORS = ("ann", "bob", "cy")

@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
-from prefapp.export import build_dataset, export_preferences, load_preferences
+from prefapp.preferences.export import build_dataset, export_preferences, load_preferences
 from prefapp.store import Store
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from prefapp import generation
+from prefapp.labeling import generation
 from prefapp.config import ConfigError, SamplingConfig
-from prefapp.demo_task import judge, sample_tasks
+from prefapp.demo.task import judge, sample_tasks
 
 SAMPLING = SamplingConfig(temperature=1.0, top_p=0.95, max_new_tokens=48)
 

@@ -13,7 +13,7 @@ from prefapp.config import AppConfig
 from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
-from prefapp.ui import build_ui
+from prefapp.ui.app import build_ui
 from tests.browser import TIMEOUT_MS, chromium, served
 
 MARK = "pwned.invalid"  # any request to this host means a payload was rendered

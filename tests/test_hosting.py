@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from prefapp.config import AppConfig, ConfigError
-from prefapp.hosting import access_text, check_bind, is_loopback, persistent_data_dir, storage_warning
+from prefapp.hosting.environment import access_text, check_bind, is_loopback, persistent_data_dir, storage_warning
 
 
 def test_public_bind_without_accounts_needs_the_explicit_flag() -> None:
@@ -77,7 +77,7 @@ def test_backup_while_votes_are_written_is_a_consistent_database(service) -> Non
 def test_space_without_storage_warns_and_exports_in_one_click(service, monkeypatch) -> None:
     import functools
 
-    from prefapp.ui import PrefUI
+    from prefapp.ui.app import PrefUI
 
     monkeypatch.setenv("SPACE_ID", "someone/prefapp")
     pair = service.next_pair("ann")

@@ -21,10 +21,10 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from prefapp.auth import Accounts, HubLogin, access_from_env, add_user
+from prefapp.hosting.auth import Accounts, HubLogin, access_from_env, add_user
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
-from prefapp.ui import PrefUI
+from prefapp.ui.app import PrefUI
 from tests.browser import chromium, served
 
 OAUTH_SECRET = "space-oauth-secret"

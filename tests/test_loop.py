@@ -1,7 +1,7 @@
 """The whole closed loop on the demo task, no human: label -> DuckDB -> export -> DPO -> compare -> next round."""
 
 from prefapp.config import AppConfig
-from prefapp.evaluation import LOOP_TRAIN_CONFIG, run_demo_loop, wilson_interval
+from prefapp.demo.loop import LOOP_TRAIN_CONFIG, run_demo_loop, wilson_interval
 from prefapp.service import PrefService
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from prefapp.config import ConfigError, TrainConfig
-from prefapp.prompts import MAX_LINE_CHARS
+from prefapp.preferences.prompts import MAX_LINE_CHARS
 
 
 def snapshot(service) -> tuple:

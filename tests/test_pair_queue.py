@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prefapp.config import ConfigError, SamplingConfig
-from prefapp.pair_queue import PairQueue
+from prefapp.labeling.pair_queue import PairQueue
 from prefapp.store import Store
 
 SAMPLING = SamplingConfig(max_new_tokens=8)  # short replies: the queue's logic, not the model, is under test

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prefapp.config import ConfigError
-from prefapp.paths import confine
+from prefapp.hosting.paths import confine
 
 
 def test_paths_inside_the_data_dir_resolve(tmp_path) -> None:

@@ -7,7 +7,7 @@ from datasets import Dataset
 from transformers import AutoConfig, AutoTokenizer
 
 from prefapp.config import DEMO_MODEL_DIR, TrainConfig
-from prefapp.preflight import audit_lengths, check_hyperparameters, estimate_memory, run_preflight, scaled_defaults
+from prefapp.training.preflight import audit_lengths, check_hyperparameters, estimate_memory, run_preflight, scaled_defaults
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset
 
 from prefapp.config import ConfigError
-from prefapp.prompt_import import cell_prompt, read_prompts, table_columns
+from prefapp.preferences.prompt_import import cell_prompt, read_prompts, table_columns
 from prefapp.service import PrefService
 from prefapp.store import Store
 

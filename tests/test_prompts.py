@@ -3,7 +3,7 @@ import json
 import pytest
 
 from prefapp.config import ConfigError
-from prefapp.prompts import MAX_PROMPT_CHARS, load_prompt_file, parse_typed_prompts
+from prefapp.preferences.prompts import MAX_PROMPT_CHARS, load_prompt_file, parse_typed_prompts
 
 
 def test_typed_prompts_one_per_line():

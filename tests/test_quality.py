@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefapp.quality import cohen_kappa, fleiss_kappa, quality_report, sample_choice
+from prefapp.labeling.quality import cohen_kappa, fleiss_kappa, quality_report, sample_choice
 from prefapp.store import Store
 
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prefapp.config import ConfigError
-from prefapp.resolve import ExportOptions, resolve
+from prefapp.preferences.resolve import ExportOptions, resolve
 from prefapp.store import Store
 
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from prefapp.config import AppConfig, ConfigError, TrainConfig
-from prefapp.export import load_preferences
-from prefapp.rounds import dataset_sha256, model_card
+from prefapp.preferences.export import load_preferences
+from prefapp.training.rounds import dataset_sha256, model_card
 from prefapp.service import PrefService
 from prefapp.store import Store
-from prefapp.training import last_checkpoint
+from prefapp.training.dpo import last_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_training import preference_rows  # noqa: E402  (the same unambiguous pairs the training tests use)

@@ -1,7 +1,7 @@
 import pytest
 
 from prefapp.config import ConfigError, TrainConfig
-from prefapp.demo_task import simulated_annotator
+from prefapp.demo.task import simulated_annotator
 from prefapp.store import Store
 
 

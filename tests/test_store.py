@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from prefapp.config import CHOICES, REPO_ROOT
-from prefapp.store import (
+from prefapp.store.store import (
     INTERRUPTED_ERROR,
     MAX_REPORTED_ERRORS,
     MIGRATIONS,

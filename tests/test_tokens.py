@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from prefapp.config import ConfigError
-from prefapp.export import push_to_hub
-from prefapp.hosting import RedactTokens, redact
+from prefapp.preferences.export import push_to_hub
+from prefapp.hosting.environment import RedactTokens, redact
 
 TOKEN = "hf_" + "Sentinel0123456789abcdefXYZ"
 

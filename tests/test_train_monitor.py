@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from prefapp.train_monitor import diagnose
+from prefapp.training.monitor import diagnose
 
 
 def healthy(steps: int = 40) -> list[dict]:
@@ -55,7 +55,7 @@ def test_too_short_a_history_says_nothing_about_trends():
 
 
 def test_the_trainer_reports_each_kind_once_while_its_figures_change():
-    from prefapp.training import _Reporter
+    from prefapp.training.progress import _Reporter
 
     reporter = _Reporter(None, started=0.0)
     reporter.total_steps = 40

@@ -19,8 +19,9 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from prefapp.config import DEMO_MODEL_DIR, ConfigError, TrainConfig
-from prefapp.training import (ROUND_FILE, TrainingJob, TrainProgress, TrainResult, check_inputs, last_checkpoint,
-                              train_dpo)
+from prefapp.training.dpo import ROUND_FILE, check_inputs, last_checkpoint, train_dpo
+from prefapp.training.job import TrainingJob
+from prefapp.training.progress import TrainProgress, TrainResult
 
 BASE = DEMO_MODEL_DIR
 CONFIG = TrainConfig(batch_size=4, num_epochs=2, max_length=256)  # 16 pairs -> 4 steps/epoch -> 8 steps

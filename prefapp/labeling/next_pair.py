@@ -2,10 +2,10 @@
 
 Order of precedence for each request:
 1. a repeat probe (at `probe_rate`): a pair this annotator already voted on, shown again with sides swapped, to
-   measure their consistency (prefapp.quality);
+   measure their consistency (prefapp.labeling.quality);
 2. an overlap pair (when `overlap` > 1): a pair someone else voted on that still needs more annotators, so
    agreement can be measured;
-3. the next ready pair of the background queue (prefapp.pair_queue): no model call, so no wait;
+3. the next ready pair of the background queue (prefapp.labeling.pair_queue): no model call, so no wait;
 4. only when the queue is empty: generate the pair now (the annotator waits; the UI shows progress).
 """
 
@@ -17,10 +17,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from prefapp import generation
+from prefapp.labeling import generation
 from prefapp.config import ConfigError, LabelingConfig, SamplingConfig
 from prefapp.models import Policy
-from prefapp.pair_queue import PairQueue, QueueStatus
+from prefapp.labeling.pair_queue import PairQueue, QueueStatus
 from prefapp.store import Pair, Store
 
 log = logging.getLogger(__name__)

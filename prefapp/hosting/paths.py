@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefapp.config import ConfigError
+from prefapp.errors import ConfigError
 
 
 def confine(path: str | Path, root: str | Path, allow_outside: bool = False) -> Path:

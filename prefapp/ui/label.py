@@ -1,5 +1,5 @@
 """The Label tab's ergonomics and the Quality tab: keyboard shortcuts, undo, reasons, written responses, guidelines,
-progress, and the data-quality figures. Layout and text helpers only; `PrefUI` (prefapp.ui) wires the events.
+progress, and the data-quality figures. Layout and text helpers only; `PrefUI` (prefapp.ui.app) wires the events.
 
 The guidelines are Markdown written by whoever runs the app (trusted); everything annotators or models wrote is
 still shown only in read-only textboxes and tables.
@@ -10,8 +10,8 @@ import html
 import gradio as gr
 import pandas as pd
 
-from prefapp.labeling import Progress
-from prefapp.quality import QualityReport
+from prefapp.labeling.next_pair import Progress
+from prefapp.labeling.quality import QualityReport
 
 SHORTCUTS = {"A": "1", "B": "2", "tie": "3", "both_bad": "4", "skip": "s", "undo": "u"}  # key per action
 BUTTON_IDS = {action: f"label-{action.replace('_', '-')}" for action in SHORTCUTS}

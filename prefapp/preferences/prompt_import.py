@@ -1,6 +1,6 @@
 """Prompt sets from tables and datasets: .csv, .parquet, a saved `datasets` folder, or a Hugging Face dataset name.
 
-.txt and .jsonl keep their line-oriented reader (prefapp.prompts). Here a *column* holds the prompts, chosen by
+.txt and .jsonl keep their line-oriented reader (prefapp.preferences.prompts). Here a *column* holds the prompts, chosen by
 the user or guessed from the usual names. A cell may be a string (one user turn) or a conversation: a list of
 {"role", "content"} messages, or ShareGPT's {"from", "value"}; a conversation ending in assistant turns is cut
 after its last user turn (the model answers that turn). Unusable rows are skipped and reported with the reason;
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefapp.config import ConfigError
-from prefapp.prompts import MAX_PROMPT_CHARS, Prompt, load_prompt_file
+from prefapp.preferences.prompts import MAX_PROMPT_CHARS, Prompt, load_prompt_file
 
 log = logging.getLogger(__name__)
 

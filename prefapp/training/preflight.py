@@ -18,7 +18,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from .config import ConfigError, TrainConfig
+from prefapp.config import ConfigError, TrainConfig
 
 KEEP_SHARE = 0.95  # the suggested max_length keeps this share of pairs uncut
 AUDIT_ROWS = 5000  # tokenizing more than this adds seconds and changes no conclusion
@@ -380,7 +380,7 @@ def check_hyperparameters(config: TrainConfig, n_pairs: int, params: int, contex
 
     `longest`: tokens of the longest pair, when audited; a max_length beyond the context only matters if pairs are.
     """
-    from .training import LOSS_TYPES
+    from prefapp.training.dpo import LOSS_TYPES
 
     issues = []
     try:

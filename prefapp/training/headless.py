@@ -16,9 +16,9 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from .config import TrainConfig
-from .export import PREFERENCE_COLUMNS, ExportCounts, build_dataset, load_preferences
-from .preflight import PreflightReport, run_preflight
+from prefapp.config import TrainConfig
+from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, build_dataset, load_preferences
+from prefapp.training.preflight import PreflightReport, run_preflight
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def load_training_data(dataset_path: str | None, db_path: Path) -> TrainingData:
 
 
 def _votes_dataset(db_path: Path) -> tuple[Dataset, ExportCounts]:
-    from .store import Store, StoreLockedError
+    from prefapp.store import Store, StoreLockedError
 
     if not Path(db_path).exists():
         raise FileNotFoundError(f"no store at {db_path}: pass --dataset, or --db / --data-dir of a prefapp store")

@@ -16,7 +16,6 @@ No `from __future__ import annotations` here: gradio reads the API functions' ty
 
 import html
 import logging
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from functools import partial
 from typing import Any, Iterator, Literal
@@ -24,16 +23,18 @@ from typing import Any, Iterator, Literal
 import gradio as gr
 import pandas as pd
 
-from prefapp.auth import Access, Accounts, access_from_env
+from prefapp.hosting.auth import Access, Accounts, access_from_env
 from prefapp.config import AppConfig, ConfigError, TrainConfig
-from prefapp.service import ModelInfo, PrefService, round_adapter_name
+from prefapp.service import PrefService, round_adapter_name
 from prefapp.store import Round, VoteCounts
-from prefapp.training import LOSS_TYPES, TrainProgress
-from prefapp.hosting import check_bind, install_log_redaction
-from prefapp.ui_access import guard_events, render_access, setup_access_events
-from prefapp.ui_train import render_round_ops, render_train_options, setup_train_events
-from prefapp.resolve import BOTH_BAD, DISAGREEMENT, WRITTEN, ExportOptions
-from prefapp.ui_label import (BUTTON_IDS, annotators_frame, button_label, pairwise_frame, progress_markdown,
+from prefapp.training.dpo import LOSS_TYPES
+from prefapp.training.progress import TrainProgress
+from prefapp.hosting.environment import check_bind, install_log_redaction
+from prefapp.ui.common import model_text, rounds_frame, toast_text, user_errors
+from prefapp.ui.access import guard_events, render_access, setup_access_events
+from prefapp.ui.train import render_round_ops, render_train_options, setup_train_events
+from prefapp.preferences.resolve import BOTH_BAD, DISAGREEMENT, WRITTEN, ExportOptions
+from prefapp.ui.label import (BUTTON_IDS, annotators_frame, button_label, pairwise_frame, progress_markdown,
                               quality_markdown, render_keyboard, render_quality_tab, source_text)
 
 log = logging.getLogger(__name__)
@@ -51,27 +52,7 @@ NO_ALIGNED = "No aligned model yet: train a round in the Train tab."
 Update = dict[Any, Any]  # {component: new value}: gradio applies only the components named
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """A domain error is the user's to fix: show its message instead of gradio's generic 'Error'."""
-    try:
-        yield
-    except ValueError as exc:  # ConfigError is a ValueError; so are the store's input checks
-        raise gr.Error(toast_text(exc), print_exception=False) from exc
-
-
-def toast_text(message: object) -> str:
-    """gradio renders toast messages as HTML; ours may quote user input (a name, a path), so escape them."""
-    return html.escape(str(message), quote=False)
-
-
 # --- text for humans (pure functions of service results) -----------------------------------------------------
-
-
-def model_text(info: ModelInfo) -> str:
-    aligned = info.aligned or "none yet (train a round in the Train tab)"
-    return (f"{info.label} on {info.device} - {info.reason}. New pairs come from: {info.generator}. "
-            f"Chat compares the base with: {aligned}.")
 
 
 def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int, both_bad: int) -> str:
@@ -113,29 +94,6 @@ def metrics_frame(metrics: dict[str, float]) -> pd.DataFrame:
     """The latest logged values, the plotted ones first."""
     order = sorted(metrics, key=lambda k: (k not in METRICS_PLOTTED, k))
     return pd.DataFrame([{"metric": k, "value": f"{metrics[k]:.4g}"} for k in order], columns=["metric", "value"])
-
-
-def rounds_frame(rounds: list[Round]) -> pd.DataFrame:
-    def num(metrics: dict | None, key: str) -> str:
-        value = (metrics or {}).get(key)
-        return f"{value:.3f}" if isinstance(value, (int, float)) else ""
-
-    rows = [
-        {
-            "round": r.id, "status": r.status, "pairs": r.n_pairs, "loss": num(r.metrics, "loss"),
-            "margin": num(r.metrics, "rewards/margins"), "accuracy": num(r.metrics, "rewards/accuracies"),
-            "seconds": num(r.metrics, "seconds"), "started (UTC)": r.started_at.strftime("%Y-%m-%d %H:%M"),
-            "error": r.error or "", "adapter": r.adapter_path or "",
-            "dataset sha256": (r.provenance or {}).get("dataset_sha256", "")[:12],
-            "ties/both bad dropped": "{ties}/{both_bad}".format(**(r.provenance or {}).get("counts", {})) if
-            (r.provenance or {}).get("counts") else "",
-            "resumes": (r.provenance or {}).get("resumes", 0), "base model": r.base_model,
-        }
-        for r in sorted(rounds, key=lambda r: -r.id)
-    ]
-    columns = ["round", "status", "pairs", "loss", "margin", "accuracy", "seconds", "started (UTC)", "error", "adapter",
-               "dataset sha256", "ties/both bad dropped", "resumes", "base model"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 def transcript(history: list[dict]) -> str:
@@ -619,7 +577,7 @@ class PrefUI:
         if result.detail:
             message += f"\n{result.detail}"
         if push_to.strip():
-            from prefapp.export import push_to_hub
+            from prefapp.preferences.export import push_to_hub
 
             try:
                 url = push_to_hub(result.dataset_dir, push_to.strip())

@@ -1,5 +1,5 @@
 """The Train tab's safety and closed-loop parts: preflight before a start, resume, and the round operations
-(make generator, roll back, merge, push). Layout and thin handlers; `PrefUI` (prefapp.ui) calls the two render
+(make generator, roll back, merge, push). Layout and thin handlers; `PrefUI` (prefapp.ui.app) calls the two render
 functions inside its Train tab and `setup_train_events` from its wiring. Every event here sits in the Train tab, so
 with accounts it needs the admin role (ui_access fails closed).
 
@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from prefapp.config import ConfigError
-from prefapp.preflight import PreflightReport
+from prefapp.training.preflight import PreflightReport
 
 NOT_CHECKED = "Press **Check settings** to run the preflight: data counts, truncation, memory and settings."
 
@@ -50,7 +50,7 @@ def render_round_ops(ui: Any) -> None:
 
 def setup_train_events(ui: Any, knobs: list, queue_opts: dict) -> None:
     """Wire preflight and the round operations; `knobs` are the Train tab's inputs in api_train's order."""
-    from prefapp.ui import model_text, rounds_frame, user_errors
+    from prefapp.ui.common import model_text, rounds_frame, user_errors
 
     def on_preflight(*values: Any) -> dict:
         with user_errors():

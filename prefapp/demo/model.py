@@ -4,7 +4,7 @@ One linear story, reproducible from a seed on a laptop CPU:
 flawed corpus (demo_task.corpus_response) -> byte-level BPE tokenizer with a chat template -> LlamaForCausalLM
 -> plain PyTorch training loop, loss on the assistant turn -> save_pretrained -> sample and measure -> model card.
 
-    python -m prefapp.demo_model --out data/demo-model
+    python -m prefapp.demo.model --out data/demo-model
 
 The model answers in the task's format, is right most of the time, and is sometimes rude or rambling: the
 flaws DPO on the simulated annotator's picks is meant to remove.
@@ -33,7 +33,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from prefapp import demo_task
+from prefapp.demo import task as demo_task
 from prefapp.config import CHOICES, DEMO_MODEL_DIR, DEMO_PROMPTS_PATH
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ flaws, which is what preference labelling and DPO are meant to remove. It knows 
 
 ## How it was built
 
-    python -m prefapp.demo_model --out data/demo-model
+    python -m prefapp.demo.model --out data/demo-model
 
 Byte-level BPE tokenizer (vocab {m['vocab_size']}, `tokenizers`) trained on the corpus; special tokens
 `<|system|>`, `<|user|>`, `<|assistant|>`, `<|end|>` (eos), `<|pad|>` (pad), no BOS. Chat template:

@@ -24,8 +24,8 @@ from typing import Any, Callable
 import gradio as gr
 from gradio.context import LocalContext
 
-from prefapp.auth import Access, HubLogin
-from prefapp.hosting import access_text, storage_warning
+from prefapp.hosting.auth import Access, HubLogin
+from prefapp.hosting.environment import access_text, storage_warning
 
 log = logging.getLogger(__name__)
 

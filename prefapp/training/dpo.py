@@ -2,7 +2,7 @@
 
 One linear story (as in TRL's own scripts): check the data -> load the model -> build DPOConfig + LoraConfig ->
 DPOTrainer(...) -> train() -> save the adapter. TRL does the work; this module only composes it, reports progress
-through a callback, and lets the app cancel. `TrainingJob` runs the same story in a background thread so the UI
+through a callback, and lets the app cancel. `TrainingJob` (`job.py`) runs the same story in a background thread so the UI
 stays responsive and a crash in training never takes the app down.
 
 What TRL 1.16 does with our data (read from trl/trainer/dpo_trainer.py, so nobody has to again):
@@ -32,19 +32,18 @@ import os
 import shutil
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
-from .config import ConfigError, TrainConfig
-from .export import PREFERENCE_COLUMNS
-from .train_monitor import diagnose
+from prefapp.config import ConfigError, TrainConfig
+from prefapp.preferences.export import PREFERENCE_COLUMNS
+from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
 
 log = logging.getLogger(__name__)
 
@@ -55,36 +54,7 @@ LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
 )
-STATES = ("starting", "running", "saving", "finished", "failed", "cancelled")
 
-
-@dataclass(frozen=True)
-class TrainProgress:
-    step: int  # optimizer steps done
-    total_steps: int  # steps planned (0 until the trainer has counted them)
-    epoch: float  # fractional epoch, as the trainer counts it
-    elapsed_s: float  # wall time since train_dpo was called, loading included
-    eta_s: float | None  # remaining training time at the rate so far; None before the first step
-    metrics: dict[str, float]  # latest logged values: loss, rewards/chosen, rewards/margins, rewards/accuracies, ...
-    history: tuple[dict, ...]  # every logged row, each with its "step"
-    state: str  # one of STATES
-    message: str  # one line for a human
-    warnings: tuple[str, ...] = ()  # plain-language problems seen so far (train_monitor), with what to try
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    adapter_dir: Path  # standard PEFT adapter: PeftModel.from_pretrained(base, adapter_dir)
-    metrics: dict  # last logged DPO metrics plus the trainer's summary (train_loss, train_runtime, ...)
-    history: list[dict]  # every logged row, with its "step"
-    steps: int  # optimizer steps actually done (fewer than planned when cancelled)
-    seconds: float  # wall time of the whole call, loading and saving included
-    device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H100)"
-    precision: str  # e.g. "fp32 (CPU: 4-bit needs CUDA)", "bf16", "4-bit nf4 + bf16"
-    cancelled: bool  # True when stopped early; the adapter still holds what was trained
-    warnings: tuple[str, ...] = ()  # what train_monitor flagged during the run
-    resumed_from: str | None = None  # the checkpoint this run continued, if any
-    weights_sha256: str = ""  # of the trained LoRA weights: equal on every rank when distributed training syncs
 
 
 # --- checks that run before anything heavy is loaded -------------------------------------------------------------
@@ -281,89 +251,6 @@ def _lora_config(config: TrainConfig) -> Any:
     )
 
 
-# --- progress ----------------------------------------------------------------------------------------------------
-
-
-class _Reporter:
-    """Turns trainer events into TrainProgress snapshots for `on_progress`; never lets a UI bug stop training."""
-
-    def __init__(self, on_progress: Callable[[TrainProgress], None] | None, started: float):
-        self.on_progress = on_progress
-        self.started = started
-        self.train_started: float | None = None
-        self.first_step = 0  # where this run began: >0 when resumed, so the ETA uses only this run's pace
-        self.step, self.total_steps, self.epoch = 0, 0, 0.0
-        self.metrics: dict[str, float] = {}
-        self.history: list[dict] = []
-        self.summary: dict[str, float] = {}
-        self.warnings: list[str] = []  # each kind of warning once, worded as when first seen
-        self._warned: set[str] = set()
-
-    def emit(self, state: str, message: str) -> None:
-        if self.on_progress is None:
-            return
-        try:
-            self.on_progress(self.snapshot(state, message))
-        except Exception:
-            log.exception("on_progress raised; training goes on")
-
-    def snapshot(self, state: str, message: str) -> TrainProgress:
-        return TrainProgress(
-            step=self.step, total_steps=self.total_steps, epoch=self.epoch,
-            elapsed_s=time.monotonic() - self.started, eta_s=self._eta(), metrics=dict(self.metrics),
-            history=tuple(self.history), state=state, message=message, warnings=tuple(self.warnings),
-        )
-
-    def _eta(self) -> float | None:
-        if self.train_started is None or self.step == 0:
-            return None
-        if self.step <= self.first_step:
-            return None
-        per_step = (time.monotonic() - self.train_started) / (self.step - self.first_step)
-        return per_step * max(self.total_steps - self.step, 0)
-
-    def record(self, step: int, logs: dict) -> None:
-        numbers = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k != "total_flos"}
-        if "loss" in numbers:  # a per-step row; the end-of-training summary has train_loss instead
-            self.metrics = numbers
-            self.history.append({"step": step, **numbers})
-            self._diagnose()
-        else:
-            self.summary.update(numbers)
-
-    def _diagnose(self) -> None:
-        for warning in diagnose(self.history, self.total_steps):
-            if warning.kind not in self._warned:  # its figures change every step: one line per kind, not per step
-                log.warning("step %d: %s", warning.step, warning.message)
-                self._warned.add(warning.kind)
-                self.warnings.append(warning.message)
-
-
-def _progress_callback(reporter: _Reporter, stop_event: threading.Event | None) -> Any:
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            reporter.train_started = time.monotonic()
-            reporter.total_steps = state.max_steps
-            reporter.step = reporter.first_step = state.global_step  # the checkpoint's step when resuming
-            reporter.emit("running", f"training: {state.max_steps} steps")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            reporter.step, reporter.epoch = state.global_step, float(state.epoch or 0.0)
-            if stop_event is not None and stop_event.is_set():
-                control.should_training_stop = True  # the loop ends after this step; the step is still logged
-                control.should_save = True  # a checkpoint to resume from
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            reporter.record(state.global_step, logs)
-            if "loss" in logs:  # logging_steps=1: one row, hence one report, per step
-                reporter.emit("running", f"step {state.global_step}/{state.max_steps}, loss {logs['loss']:.4f}")
-
-    return ProgressCallback()
-
-
 # --- the story ---------------------------------------------------------------------------------------------------
 
 
@@ -522,102 +409,3 @@ def _write_round_file(
                      "peft": peft.__version__, "torch": torch.__version__},
     }
     (result.adapter_dir / ROUND_FILE).write_text(json.dumps(record, indent=2))
-
-
-# --- background job ----------------------------------------------------------------------------------------------
-
-
-class TrainingJob:
-    """Runs train_dpo in a daemon thread; the app polls status() and may cancel(). Errors end up in .error.
-
-    status() reaches "finished", "cancelled" or "failed" only after .result/.error are set and on_finish has run.
-    """
-
-    def __init__(
-        self,
-        base_model: str | Path,
-        dataset: Dataset,
-        config: TrainConfig,
-        output_dir: Path,
-        on_finish: Callable[[TrainResult | None, BaseException | None], None] | None = None,
-        resume: bool = False,
-    ):
-        check_inputs(dataset, config)  # fail in the caller's thread, where the UI can show it
-        if resume and last_checkpoint(Path(output_dir)) is None:
-            raise ValueError(f"no checkpoint under {Path(output_dir) / CHECKPOINTS} to resume from: start a new round")
-        self.base_model, self.dataset, self.config, self.output_dir = base_model, dataset, config, Path(output_dir)
-        self.resume = resume
-        self.on_finish = on_finish
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._progress = TrainProgress(0, 0, 0.0, 0.0, None, {}, (), "starting", "not started")
-        self._final: TrainProgress | None = None  # "finished"/"cancelled", held back until on_finish has run
-        self._result: TrainResult | None = None
-        self._error: BaseException | None = None
-
-    def start(self) -> TrainingJob:
-        """Start training in the background; a job runs once."""
-        if self._thread is not None:
-            raise RuntimeError("this TrainingJob was already started: create a new one for another run")
-        self._thread = threading.Thread(target=self._run, name="prefapp-dpo", daemon=True)
-        self._thread.start()
-        return self
-
-    def status(self) -> TrainProgress:
-        """The latest progress snapshot (immutable, safe to hand to any thread)."""
-        with self._lock:
-            return self._progress
-
-    def cancel(self) -> None:
-        """Ask training to stop after the current step; what was trained is still saved."""
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> TrainResult | None:
-        """Block until the job ends or `timeout` passes; the result, or None if failed/still running."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.result
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def result(self) -> TrainResult | None:
-        with self._lock:
-            return self._result
-
-    @property
-    def error(self) -> BaseException | None:
-        with self._lock:
-            return self._error
-
-    def _set_progress(self, progress: TrainProgress) -> None:
-        with self._lock:
-            if progress.state in ("finished", "cancelled"):
-                self._final = progress
-            else:
-                self._progress = progress
-
-    def _run(self) -> None:
-        result, error = None, None
-        try:
-            result = train_dpo(self.base_model, self.dataset, self.config, self.output_dir,
-                               on_progress=self._set_progress, stop_event=self._stop, resume=self.resume)
-        except BaseException as exc:  # noqa: BLE001 - a background failure must reach the UI, not kill the app
-            log.exception("training failed")
-            traceback.clear_frames(exc.__traceback__)  # keep the story, free the model the frames still hold
-            error = exc
-        with self._lock:
-            self._result, self._error = result, error
-        if self.on_finish is not None:
-            try:
-                self.on_finish(result, error)
-            except Exception:
-                log.exception("on_finish raised")
-        with self._lock:  # the end state is published last: whoever sees it also sees on_finish's effects
-            if error is not None:
-                self._progress = replace(self._progress, state="failed", message=f"{type(error).__name__}: {error}")
-            elif self._final is not None:
-                self._progress = self._final

@@ -17,7 +17,7 @@ from typing import Iterable
 from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
-from prefapp.hosting import redact
+from prefapp.hosting.environment import redact
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ExportResult:
     dataset_dir: Path  # `load_from_disk` this
     parquet_path: Path  # the same rows as one Parquet file
     counts: ExportCounts
-    detail: str = ""  # what the export options left out and why (prefapp.resolve), when options were given
+    detail: str = ""  # what the export options left out and why (prefapp.preferences.resolve), when options were given
 
 
 def preference_row(vote) -> dict:

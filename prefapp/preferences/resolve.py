@@ -3,7 +3,7 @@
 - Repeat probes are quality checks, not new data: their votes are always left out (and counted).
 - Disagreement between annotators on one pair: `majority` keeps the pair's most common answer (a tied count
   drops the pair), `drop` keeps only pairs where everyone agreed, `all` keeps every vote as its own row.
-  Answers are compared in the sample frame (prefapp.quality.sample_choice), so side swaps do not matter.
+  Answers are compared in the sample frame (prefapp.labeling.quality.sample_choice), so side swaps do not matter.
 - Ties and both-bad: `drop` (no preference), or for both-bad `written` keeps the vote when the annotator wrote a
   better response: that response is `chosen` against each of the two bad ones.
 - A human-written response replaces `chosen` (`written="use"`) and the row says so (`human_written`).
@@ -18,8 +18,8 @@ from typing import Iterable
 from datasets import Dataset
 
 from prefapp.config import ConfigError
-from prefapp.export import PREFERENCE_COLUMNS, ExportCounts
-from prefapp.quality import sample_choice
+from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts
+from prefapp.labeling.quality import sample_choice
 
 DISAGREEMENT = ("majority", "drop", "all")
 BOTH_BAD = ("drop", "written")

@@ -22,7 +22,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from prefapp import generation
+from prefapp.labeling import generation
 from prefapp.config import ConfigError, SamplingConfig
 from prefapp.models import Policy
 from prefapp.store import Prompt, Store

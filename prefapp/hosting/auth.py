@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefapp.config import ConfigError
+from prefapp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from prefapp.config import ConfigError
+from prefapp.errors import ConfigError
 
 PERSISTENT_ROOT = Path("/data")  # where a Space mounts persistent storage
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # where Hub tokens come from (a Space secret is one of these)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from datasets import Dataset
 
-from .config import ConfigError
+from prefapp.config import ConfigError
 
 log = logging.getLogger(__name__)
 

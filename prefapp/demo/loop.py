@@ -1,6 +1,6 @@
 """Measuring the loop on the demo task: a simulated annotator labels pairs, then aligned meets base head to head.
 
-The simulated annotator (prefapp.demo_task) judges like a careful human would, so the whole loop can run with
+The simulated annotator (prefapp.demo.task) judges like a careful human would, so the whole loop can run with
 no person: label N pairs -> export -> DPO -> win rate of the aligned model against the base on held-out prompts.
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from prefapp import generation
+from prefapp.labeling import generation
 from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig, SamplingConfig, TrainConfig
-from prefapp.demo_task import simulated_annotator
+from prefapp.demo.task import simulated_annotator
 from prefapp.models import Policy
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Profile:
 def profile(policy: Policy, prompts: Sequence[str], sampling: SamplingConfig, adapter: str | None,
             seed: int = 0, batch_size: int = 32) -> Profile:
     """Sample one answer per prompt and measure what the simulated annotator cares about."""
-    from prefapp.demo_task import judge
+    from prefapp.demo.task import judge
 
     judgements = []
     for start in range(0, len(prompts), batch_size):
@@ -163,7 +163,7 @@ def run_demo_loop(
     sampling: SamplingConfig | None = None,
 ) -> LoopReport:
     """Label -> export -> DPO -> head-to-head on held-out prompts, `rounds` times, all on the demo task."""
-    from prefapp.demo_task import sample_tasks
+    from prefapp.demo.task import sample_tasks
     from prefapp.models import resolve_model
     from prefapp.service import PrefService
 

@@ -1,0 +1,5 @@
+"""Labelling: generating candidate pairs (`generation`), the background queue that keeps pairs ready
+(`pair_queue`), which pair an annotator gets next (`next_pair`), and the annotators' quality figures (`quality`).
+
+May import: `config`, `models`, `store`.
+"""

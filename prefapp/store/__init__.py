@@ -1,0 +1,12 @@
+"""The store: one DuckDB file behind the `Store` class (all SQL, `?` parameters, a cursor per thread,
+serialized writes), its recorded migrations, and the dataclasses its methods return.
+
+May import: `prefapp.config` only.
+"""
+
+from prefapp.store.records import (AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts, VoteResult,
+                                   to_messages)
+from prefapp.store.store import Store, StoreLockedError
+
+__all__ = ["AddPromptsResult", "Pair", "Prompt", "Round", "Store", "StoreLockedError", "Vote", "VoteCounts",
+           "VoteResult", "to_messages"]

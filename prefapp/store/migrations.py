@@ -1,0 +1,131 @@
+"""The schema as an append-only list of small named steps, applied on open and recorded in `_migrations`, so a
+fresh file and an upgraded old file end up identical. Never edit a step that has shipped; add a new one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import duckdb
+
+from prefapp.store.records import _now, _transaction
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Schema. Append only: the names are recorded in every database file that has applied them.
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "001_create_prompts",
+        """
+        CREATE SEQUENCE prompts_id_seq START 1;
+        CREATE TABLE prompts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('prompts_id_seq'),
+            messages JSON NOT NULL,          -- [{"role", "content"}, ...], the last one is the user turn
+            hash VARCHAR NOT NULL UNIQUE,    -- sha256 of the canonical JSON, for dedup
+            source VARCHAR NOT NULL,         -- 'demo', 'typed', 'file:x.jsonl', ...
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "002_create_pairs",
+        """
+        CREATE TABLE pairs (
+            id VARCHAR PRIMARY KEY,          -- uuid4 hex, safe to put in a page
+            prompt_id BIGINT NOT NULL,
+            prompt JSON NOT NULL,            -- snapshot of the prompt's messages
+            response_a VARCHAR NOT NULL,     -- as shown on the left
+            response_b VARCHAR NOT NULL,     -- as shown on the right
+            swapped BOOLEAN NOT NULL,        -- true when side A shows the 2nd sample of the generate call
+            model_id VARCHAR NOT NULL,
+            adapter_id VARCHAR,              -- NULL for the base model
+            sampling JSON NOT NULL,          -- temperature, top_p, max_new_tokens, ...
+            served_to VARCHAR,               -- annotator the pair was generated for, if known
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "003_create_votes",
+        """
+        CREATE SEQUENCE votes_id_seq START 1;
+        CREATE TABLE votes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('votes_id_seq'),
+            pair_id VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            choice VARCHAR NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),
+            prompt_id BIGINT NOT NULL,       -- lets exports split train/test by prompt
+            prompt JSON NOT NULL,            -- from here to shown_at: what the annotator saw
+            response_a VARCHAR NOT NULL,
+            response_b VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            model_id VARCHAR NOT NULL,
+            adapter_id VARCHAR,
+            sampling JSON NOT NULL,
+            shown_at TIMESTAMPTZ NOT NULL,   -- the pair's created_at
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (pair_id, annotator)      -- a double click or a retry never makes a second vote
+        );
+        """,
+    ),
+    (
+        "004_create_rounds",
+        """
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY,          -- 1, 2, ...: the round number shown to users
+            status VARCHAR NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'cancelled')),
+            base_model VARCHAR NOT NULL,
+            adapter_path VARCHAR,
+            export_path VARCHAR,
+            n_pairs INTEGER NOT NULL,
+            config JSON NOT NULL,
+            metrics JSON,
+            error VARCHAR,
+            started_at TIMESTAMPTZ NOT NULL,
+            finished_at TIMESTAMPTZ
+        );
+        """,
+    ),
+    (
+        "005_rounds_provenance",  # what a round was trained on: dataset hash + counts, export, adapter dir, resumes
+        "ALTER TABLE rounds ADD COLUMN provenance JSON;",
+    ),
+    (
+        "006_probes_and_vote_notes",
+        """
+        ALTER TABLE pairs ADD COLUMN probe_of VARCHAR;  -- a repeat probe: the voted pair it repeats, sides swapped
+        CREATE TABLE vote_notes (
+            vote_id BIGINT PRIMARY KEY,      -- votes.id; deleted with the vote on undo
+            reason VARCHAR,                  -- the annotator's optional free-text reason
+            written_chosen VARCHAR           -- a human-written (or edited) response that replaces `chosen`
+        );
+        """,
+    ),
+]
+
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)
+"""
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[tuple[str, str]] = MIGRATIONS) -> list[str]:
+    """Apply the migrations not yet recorded in the file, each in its own transaction; return their names."""
+    con.execute(_CREATE_MIGRATIONS_TABLE)
+    done = {name for (name,) in con.execute("SELECT name FROM _migrations").fetchall()}
+    unknown = done - {name for name, _ in MIGRATIONS}
+    if unknown:
+        log.warning("the database has migrations this prefapp does not know (%s): a newer prefapp wrote it; "
+                    "upgrade prefapp before relying on it", sorted(unknown))
+    applied = []
+    for name, sql in migrations:
+        if name in done:
+            continue
+        with _transaction(con):
+            con.execute(sql)
+            con.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, _now()])
+        log.info("applied migration %s", name)
+        applied.append(name)
+    return applied
+
