@@ -30,7 +30,7 @@ from prefapp.store.store import (
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
-                       "005_rounds_provenance", "006_probes_and_vote_notes"]
+                       "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -47,6 +47,9 @@ EXPECTED_COLUMNS = {
                ("export_path", "VARCHAR"), ("n_pairs", "INTEGER"), ("config", "JSON"), ("metrics", "JSON"),
                ("error", "VARCHAR"), ("started_at", TSTZ), ("finished_at", TSTZ), ("provenance", "JSON")],
     "vote_notes": [("vote_id", "BIGINT"), ("reason", "VARCHAR"), ("written_chosen", "VARCHAR")],
+    "feedback": [("id", "BIGINT"), ("key", "VARCHAR"), ("prompt", "JSON"), ("completion", "VARCHAR"),
+                 ("label", "BOOLEAN"), ("source", "VARCHAR"), ("annotator", "VARCHAR"), ("provenance", "JSON"),
+                 ("created_at", TSTZ)],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 
@@ -103,7 +106,7 @@ def test_fresh_file_has_exact_schema_and_migrations(db_path):
             "WHERE constraint_type = 'UNIQUE' ORDER BY table_name").fetchall()
         foreign = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY'")
         assert foreign.fetchone()[0] == 0
-    assert uniques == [("prompts", ["hash"]), ("votes", ["pair_id", "annotator"])]
+    assert uniques == [("feedback", ["key"]), ("prompts", ["hash"]), ("votes", ["pair_id", "annotator"])]
 
 
 def test_reopen_applies_nothing_twice_and_keeps_data(db_path):

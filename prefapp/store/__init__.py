@@ -4,9 +4,10 @@ serialized writes), its recorded migrations, and the dataclasses its methods ret
 May import: `prefapp.config` only.
 """
 
+from prefapp.store.feedback import AddCompletionsResult, LabelledCompletion
 from prefapp.store.records import (AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts, VoteResult,
                                    to_messages)
 from prefapp.store.store import Store, StoreLockedError
 
-__all__ = ["AddPromptsResult", "Pair", "Prompt", "Round", "Store", "StoreLockedError", "Vote", "VoteCounts",
+__all__ = ["AddCompletionsResult", "AddPromptsResult", "LabelledCompletion", "Pair", "Prompt", "Round", "Store", "StoreLockedError", "Vote", "VoteCounts",
            "VoteResult", "to_messages"]

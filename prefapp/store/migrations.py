@@ -103,6 +103,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "050_create_feedback",  # labelled completions: chat thumbs, imported unpaired data (see store/feedback.py)
+        """
+        CREATE SEQUENCE feedback_id_seq START 1;
+        CREATE TABLE feedback (
+            id BIGINT PRIMARY KEY DEFAULT nextval('feedback_id_seq'),
+            key VARCHAR NOT NULL UNIQUE,     -- sha256 of (prompt, completion, annotator): one opinion per reply
+            prompt JSON NOT NULL,            -- [{"role", "content"}, ...], the last one is the user turn
+            completion VARCHAR NOT NULL,
+            label BOOLEAN NOT NULL,          -- true: desirable, false: undesirable
+            source VARCHAR NOT NULL,         -- 'chat', 'import:x.jsonl', ...
+            annotator VARCHAR,               -- who rated it; NULL for imported data
+            provenance JSON NOT NULL,        -- model_id, adapter_id, sampling, dataset, row, ...
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

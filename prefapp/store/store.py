@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from prefapp.config import CHOICES
+from prefapp.store.feedback import FeedbackStore
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
@@ -86,7 +87,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store:
+class Store(FeedbackStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
