@@ -103,18 +103,36 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from prefapp.preferences.export import export_preferences, push_to_hub
+    from prefapp.preferences.export import push_to_hub
+    from prefapp.preferences.resolve import export_preferences
     from prefapp.store import Store
 
     config = _app_config(args)
     with Store(config.db_path) as store:
-        result = export_preferences(store.votes(), config.exports_dir, args.name)
-    c = result.counts
-    print(f"exported {c.pairs} pairs to {result.dataset_dir} and {result.parquet_path} "
-          f"(left out: {c.ties} ties, {c.both_bad} both bad; {c.votes} votes in all)")
+        result = export_preferences(store, config.exports_dir, args.name, _export_options(args))
+    print(f"exported {result.counts.pairs} pairs to {result.dataset_dir} and {result.parquet_path}: {result.detail}")
     if args.push:
         print("pushed:", push_to_hub(result.dataset_dir, args.push))
     return 0
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    from prefapp.preferences.resolve import BOTH_BAD, DISAGREEMENT, SOURCES, WRITTEN, ExportOptions
+
+    d = ExportOptions()
+    p.add_argument("--disagreement", choices=DISAGREEMENT, default=d.disagreement,
+                   help="overlapped pairs: majority answer (a split is dropped), only agreed pairs, or every vote")
+    p.add_argument("--both-bad", choices=BOTH_BAD, default=d.both_bad,
+                   help="both-bad votes: drop, or keep those with a written better response")
+    p.add_argument("--written", choices=WRITTEN, default=d.written, help="a human-written response becomes chosen")
+    p.add_argument("--sources", choices=SOURCES, default=d.sources, help="rows from votes, imported pairs, or both")
+
+
+def _export_options(args: argparse.Namespace):
+    from prefapp.preferences.resolve import ExportOptions
+
+    return ExportOptions(disagreement=args.disagreement, both_bad=args.both_bad, written=args.written,
+                         sources=args.sources)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _app_config(args)
     train_config = _train_config(args)
-    data = load_training_data(args.dataset, config.db_path)
+    data = load_training_data(args.dataset, config.db_path, _export_options(args))
     train_config.validate(len(data.dataset))
     choice = resolve_model(config.model)
     main_rank = rank() == 0
@@ -210,11 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--name", help="export name (default: a timestamp)")
     p.add_argument("--push", metavar="REPO_ID", help="also push to this Hub dataset repo (token from HF_TOKEN)")
+    _add_export_options(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="train a DPO LoRA adapter headless, on the store or an export (torchrun-ready)")
     _add_common(p)
-    p.add_argument("--dataset", help="export directory, .parquet or .jsonl; default: the A/B votes in the store")
+    p.add_argument("--dataset", help="export directory, .parquet or .jsonl; default: the store's votes, resolved "
+                   "exactly as `prefapp export` and the app do (the options below)")
+    _add_export_options(p)
     p.add_argument("--output", help="adapter directory (default <data-dir>/adapters/cli-run)")
     p.add_argument("--preflight", action="store_true", help="print the preflight report and stop (exit 2 on errors)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint under --output")

@@ -8,9 +8,8 @@ together. Methods map one-to-one to user intents and return plain dataclasses; a
 from __future__ import annotations
 
 import logging
-import random
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -24,7 +23,7 @@ from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
 from prefapp.preferences.prompt_import import read_prompts, skipped_text, table_columns
 from prefapp.labeling.quality import QualityReport, quality_report
-from prefapp.preferences.resolve import ExportOptions, resolve
+from prefapp.preferences.resolve import ExportOptions, export_preferences, preference_dataset
 from prefapp.preferences.prompts import load_prompt_file, parse_typed_prompts
 from prefapp.hosting.paths import confine
 from prefapp.store import Round, Store, VoteCounts, to_messages
@@ -99,8 +98,6 @@ class PrefService:
         self.sampling: SamplingConfig = config.sampling
         self.generator: str | None = None  # adapter that writes new pairs; None = the base model
         self.aligned: str | None = None  # adapter the chat tab shows next to the base
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
         self._job: TrainingJob | None = None
         self._job_round: int | None = None
         self._job_lock = threading.Lock()
@@ -246,9 +243,7 @@ class PrefService:
         annotator = _annotator(annotator)
         if written.strip() and choice not in ("A", "B", "both_bad"):
             raise ConfigError("a written response is the better answer: vote A, B or Both bad with it (or clear it)")
-        result = self.store.record_vote((pair_id or "").strip(), choice, annotator)
-        if result.created:
-            self.store.add_vote_note(result.vote.id, reason, written)
+        result = self.store.record_vote((pair_id or "").strip(), choice, annotator, reason, written)
         counts = self.store.vote_counts(annotator)
         word = CHOICE_WORDS[result.vote.choice]
         if result.created:
@@ -274,19 +269,13 @@ class PrefService:
         )
 
     def export(self, name: str | None = None, options: ExportOptions | None = None) -> ExportResult:
-        """Write the A/B votes as a datasets dataset (save_to_disk + Parquet) under data/exports/; with `options`,
-        probes are left out and ties, both-bad, disagreements and written responses are treated as chosen."""
-        dataset, counts = resolve(
-            self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options or ExportOptions()
-        )
-        result = save_export(dataset, counts.as_export_counts(), self.config.exports_dir, name)
-        return replace(result, detail=counts.summary())
+        """Write the preference rows (prefapp.preferences.resolve, under `options`) as a datasets dataset
+        (save_to_disk + Parquet) under data/exports/; the result says what was left out and why."""
+        return export_preferences(self.store, self.config.exports_dir, name, options or ExportOptions())
 
     def _preferences(self, options: ExportOptions | None = None) -> tuple[Dataset, ExportCounts]:
         """The DPO rows the votes make, resolved as an export would (probes out, overlaps by majority)."""
-        dataset, counts = resolve(
-            self.store.votes(), self.store.probe_links(), self.store.vote_notes(), options or ExportOptions()
-        )
+        dataset, counts = preference_dataset(self.store, options or ExportOptions())
         return dataset, counts.as_export_counts()
 
     def backup(self) -> Path:
@@ -466,16 +455,6 @@ class PrefService:
             return base, None
         aligned = generation.reply(self.policy, aligned_history + turn, self.sampling, adapter=self.aligned)
         return base, aligned
-
-    # --- helpers -------------------------------------------------------------------------------
-
-    def _coin(self) -> bool:
-        with self._rng_lock:
-            return self._rng.random() < 0.5
-
-    def _fork_rng(self) -> random.Random:
-        with self._rng_lock:
-            return random.Random(self._rng.random())
 
 
 def _view(pair, source: str) -> PairView:

@@ -4,7 +4,8 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
-from prefapp.preferences.export import build_dataset, export_preferences, load_preferences
+from prefapp.preferences.export import load_preferences
+from prefapp.preferences.resolve import export_preferences, preference_dataset
 from prefapp.store import Store
 
 
@@ -23,8 +24,8 @@ def voted_store(tmp_path):
 
 
 def test_rows_pick_the_shown_winner(voted_store):
-    dataset, counts = build_dataset(voted_store.votes())
-    assert (counts.votes, counts.pairs, counts.ties, counts.both_bad) == (4, 2, 1, 1)
+    dataset, counts = preference_dataset(voted_store)
+    assert (counts.votes, counts.rows, counts.ties, counts.both_bad) == (4, 2, 1, 1)
     rows = {r["chosen"][0]["content"]: r for r in dataset}
     assert rows["left A"]["rejected"] == [{"role": "assistant", "content": "right A"}]
     assert rows["right B"]["rejected"] == [{"role": "assistant", "content": "left B"}]
@@ -32,7 +33,7 @@ def test_rows_pick_the_shown_winner(voted_store):
 
 
 def test_export_round_trip(voted_store, tmp_path):
-    result = export_preferences(voted_store.votes(), tmp_path / "exports", "round-1")
+    result = export_preferences(voted_store, tmp_path / "exports", "round-1")
     assert result.counts.pairs == 2
     loaded = load_from_disk(str(result.dataset_dir))
     assert {"prompt", "chosen", "rejected"} <= set(loaded.column_names)
@@ -42,15 +43,19 @@ def test_export_round_trip(voted_store, tmp_path):
     assert load_preferences(result.dataset_dir).num_rows == 2
     assert load_preferences(result.parquet_path).num_rows == 2
     with pytest.raises(ConfigError, match="already exists"):
-        export_preferences(voted_store.votes(), tmp_path / "exports", "round-1")
+        export_preferences(voted_store, tmp_path / "exports", "round-1")
 
 
 def test_export_refuses_bad_names_and_empty_data(voted_store, tmp_path):
     with pytest.raises(ConfigError, match="no slashes"):
-        export_preferences(voted_store.votes(), tmp_path / "exports", "../escape")
-    ties_only = [v for v in voted_store.votes() if v.choice in ("tie", "both_bad")]
-    with pytest.raises(ConfigError, match="label more pairs"):
-        export_preferences(ties_only, tmp_path / "exports", "nothing")
+        export_preferences(voted_store, tmp_path / "exports", "../escape")
+    with Store(tmp_path / "ties.duckdb") as ties_only:
+        ties_only.add_prompts(["Q"], source="test")
+        pair = ties_only.add_pair(ties_only.next_prompt(), "l", "r", swapped=False, model_id="m", adapter_id=None,
+                                  sampling={}, served_to="ann")
+        ties_only.record_vote(pair.id, "tie", "ann")
+        with pytest.raises(ConfigError, match="label more pairs"):
+            export_preferences(ties_only, tmp_path / "exports", "nothing")
 
 
 def test_loading_a_file_without_preference_columns_names_them(tmp_path):

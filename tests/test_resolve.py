@@ -23,8 +23,7 @@ def store(tmp_path):
         s.record_vote(pairs[1].id, "B", "bob")  # split 1:1
         s.record_vote(pairs[1].id, "A", "cat")  # majority A
         s.record_vote(pairs[2].id, "tie", "ann")
-        vote = s.record_vote(pairs[3].id, "both_bad", "ann").vote
-        s.add_vote_note(vote.id, None, "a better answer")
+        s.record_vote(pairs[3].id, "both_bad", "ann", written="a better answer")
         s.record_vote(s.add_probe(pairs[0].id, "ann").id, "B", "ann")  # a probe: never exported
         yield s
 

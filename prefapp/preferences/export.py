@@ -1,8 +1,8 @@
 """Votes -> a Hugging Face `datasets.Dataset` in the conversational preference format TRL's DPOTrainer reads.
 
-Each A/B vote becomes one row: `prompt` (the messages the annotator saw), `chosen` and `rejected` (one assistant
-message each), plus provenance columns. Ties and both-bad votes carry no preference between the two responses,
-so they are left out and counted.
+Each row: `prompt` (the messages the annotator saw), `chosen` and `rejected` (one assistant message each), plus
+provenance columns. Which votes become rows is decided in one place, prefapp.preferences.resolve; this module
+names, saves, loads and pushes the result.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from datasets import Dataset, load_from_disk
 
@@ -42,36 +41,6 @@ class ExportResult:
     detail: str = ""  # what the export options left out and why (prefapp.preferences.resolve), when options were given
 
 
-def preference_row(vote) -> dict:
-    """One A/B vote (a store.Vote) as a DPO row with its provenance."""
-    winner, loser = (vote.response_a, vote.response_b) if vote.choice == "A" else (vote.response_b, vote.response_a)
-    return {
-        "prompt": [{"role": m["role"], "content": m["content"]} for m in vote.prompt],
-        "chosen": [{"role": "assistant", "content": winner}],
-        "rejected": [{"role": "assistant", "content": loser}],
-        "pair_id": vote.pair_id,
-        "annotator": vote.annotator,
-        "model_id": vote.model_id,
-        "adapter_id": vote.adapter_id or "",
-        "voted_at": vote.created_at.isoformat() if vote.created_at else "",
-    }
-
-
-def build_dataset(votes: Iterable) -> tuple[Dataset, ExportCounts]:
-    """Preference rows from votes, ties and both-bad left out and counted."""
-    votes = list(votes)
-    rows = [preference_row(v) for v in votes if v.choice in ("A", "B")]
-    counts = ExportCounts(
-        votes=len(votes),
-        pairs=len(rows),
-        ties=sum(v.choice == "tie" for v in votes),
-        both_bad=sum(v.choice == "both_bad" for v in votes),
-    )
-    if not rows:
-        return Dataset.from_dict({c: [] for c in (*PREFERENCE_COLUMNS, "pair_id")}), counts
-    return Dataset.from_list(rows), counts
-
-
 def export_name(name: str | None = None) -> str:
     """A safe directory name: the user's, validated, or a timestamp."""
     if not name:
@@ -82,12 +51,6 @@ def export_name(name: str | None = None) -> str:
             f"export name {name!r} is not allowed: use letters, digits, '.', '_' or '-' (no slashes), e.g. round-1"
         )
     return name
-
-
-def export_preferences(votes: Iterable, exports_dir: Path, name: str | None = None) -> ExportResult:
-    """Build the dataset from votes and save it under `exports_dir/<name>`."""
-    dataset, counts = build_dataset(votes)
-    return save_export(dataset, counts, exports_dir, name)
 
 
 def save_export(dataset: Dataset, counts: ExportCounts, exports_dir: Path, name: str | None = None) -> ExportResult:

@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterable
 
 from datasets import Dataset
 
 from prefapp.config import ConfigError
-from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts
+from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
 from prefapp.labeling.quality import sample_choice
 
 DISAGREEMENT = ("majority", "drop", "all")
+SOURCES = ("votes", "imported", "both")
 BOTH_BAD = ("drop", "written")
 WRITTEN = ("use", "ignore")
 
@@ -31,9 +33,11 @@ class ExportOptions:
     disagreement: str = "majority"  # overlapped pairs: the majority answer; a split vote is dropped
     both_bad: str = "drop"  # "written": keep both-bad votes that came with a human-written response
     written: str = "use"  # a human-written response becomes `chosen`
+    sources: str = "votes"  # rows from the app's votes, from imported preference pairs, or both
 
     def validate(self) -> None:
-        for name, allowed in (("disagreement", DISAGREEMENT), ("both_bad", BOTH_BAD), ("written", WRITTEN)):
+        for name, allowed in (("disagreement", DISAGREEMENT), ("both_bad", BOTH_BAD), ("written", WRITTEN),
+                              ("sources", SOURCES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
@@ -58,6 +62,23 @@ class ResolveCounts:
                 f"{self.both_bad} both bad, {self.probe_votes} repeat-probe votes, {self.dropped_disagreements} "
                 f"pairs for disagreement (of {self.disagreeing_pairs} with disagreement); "
                 f"{self.human_written} rows have a human-written chosen response.")
+
+
+def preference_dataset(store, options: ExportOptions = ExportOptions()) -> tuple[Dataset, ResolveCounts]:
+    """THE votes -> DPO dataset pipeline: every export and every training run (app, CLI, benches) calls this."""
+    options.validate()
+    if options.sources != "votes":
+        raise ConfigError(f"sources={options.sources!r}: imported preference pairs are not available yet; "
+                          "use sources='votes'")
+    return resolve(store.votes(), store.probe_links(), store.vote_notes(), options)
+
+
+def export_preferences(store, exports_dir: Path, name: str | None = None,
+                       options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Resolve the store's votes under `options` and save them (save_to_disk + Parquet) as `exports_dir/<name>`."""
+    dataset, counts = preference_dataset(store, options)
+    result = save_export(dataset, counts.as_export_counts(), exports_dir, name)
+    return replace(result, detail=counts.summary())
 
 
 def resolve(votes: Iterable, probe_links: dict[str, str], notes: dict[int, tuple[str | None, str | None]],

@@ -308,9 +308,12 @@ class Store(FeedbackStore):
 
     # -- votes ---------------------------------------------------------------------------------
 
-    def record_vote(self, pair_id: str, choice: str, annotator: str) -> VoteResult:
-        """Store an annotator's answer on a pair once; a repeat returns the first vote unchanged."""
+    def record_vote(self, pair_id: str, choice: str, annotator: str, reason: str | None = None,
+                    written: str | None = None) -> VoteResult:
+        """Store an annotator's answer on a pair once, with its optional reason and human-written `chosen`, in one
+        transaction; a repeat returns the first vote unchanged (its note too)."""
         choice, annotator = _check_choice(choice), _check_annotator(annotator)
+        reason, written = (reason or "").strip() or None, (written or "").strip() or None
         with self._write() as cur:
             row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE pair_id = ? AND annotator = ?",
                               [pair_id, annotator]).fetchone()
@@ -326,6 +329,9 @@ class Store(FeedbackStore):
                 "created_at, ? FROM pairs WHERE id = ? RETURNING id",
                 [annotator, choice, _now(), pair_id],
             ).fetchone()
+            if reason is not None or written is not None:
+                cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
+                            [vote_id, reason, written])
             row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [vote_id]).fetchone()
         return VoteResult(_vote(row), created=True)
 
@@ -349,16 +355,6 @@ class Store(FeedbackStore):
             cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [row[0]])
             cur.execute("DELETE FROM votes WHERE id = ?", [row[0]])
         return _vote(row)
-
-    def add_vote_note(self, vote_id: int, reason: str | None, written_chosen: str | None) -> None:
-        """Attach a reason and/or a human-written `chosen` response to a vote (replacing an earlier note)."""
-        reason, written = (reason or "").strip() or None, (written_chosen or "").strip() or None
-        if reason is None and written is None:
-            return
-        with self._write() as cur:
-            cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [vote_id])
-            cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
-                        [vote_id, reason, written])
 
     def vote_notes(self) -> dict[int, tuple[str | None, str | None]]:
         """vote id -> (reason, human-written chosen) for every vote that has a note."""

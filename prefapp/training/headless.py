@@ -17,7 +17,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from prefapp.config import TrainConfig
-from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, build_dataset, load_preferences
+from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, load_preferences
+from prefapp.preferences.resolve import ExportOptions, preference_dataset
 from prefapp.training.preflight import PreflightReport, run_preflight
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,19 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def load_training_data(dataset_path: str | None, db_path: Path) -> TrainingData:
-    """An exported dataset when given, else the A/B votes in the DuckDB store (read, never written by training)."""
+def load_training_data(dataset_path: str | None, db_path: Path,
+                       options: ExportOptions = ExportOptions()) -> TrainingData:
+    """An exported dataset when given, else the store's votes resolved under `options` exactly as the app's export
+    and training do (the store is read, never written by training)."""
     if dataset_path:
         dataset = load_preferences(dataset_path).select_columns(list(PREFERENCE_COLUMNS))
         return TrainingData(dataset, None, str(dataset_path))
-    dataset, counts = _votes_dataset(db_path)
+    dataset, counts = _votes_dataset(db_path, options)
     return TrainingData(dataset.select_columns(list(PREFERENCE_COLUMNS)) if len(dataset) else dataset, counts,
                         f"the store {db_path}")
 
 
-def _votes_dataset(db_path: Path) -> tuple[Dataset, ExportCounts]:
+def _votes_dataset(db_path: Path, options: ExportOptions) -> tuple[Dataset, ExportCounts]:
     from prefapp.store import Store, StoreLockedError
 
     if not Path(db_path).exists():
@@ -59,7 +62,8 @@ def _votes_dataset(db_path: Path) -> tuple[Dataset, ExportCounts]:
     while True:
         try:
             with Store(db_path) as store:
-                return build_dataset(store.votes())
+                dataset, counts = preference_dataset(store, options)
+                return dataset, counts.as_export_counts()
         except StoreLockedError:  # another rank is reading it this instant; a running app holds it for good
             if time.monotonic() > deadline:
                 raise
