@@ -68,8 +68,7 @@ def test_both_bad_and_written_responses_come_from_votes_and_leave_with_undo(stor
                          served_to="alice")
     good = store.add_pair(prompt, "4", "five", swapped=False, model_id="demo", adapter_id=None, sampling=SAMPLING,
                           served_to="alice")
-    vote_bad = store.record_vote(bad.id, "both_bad", "alice").vote
-    store.add_vote_note(vote_bad.id, "both wrong", "4.")
+    vote_bad = store.record_vote(bad.id, "both_bad", "alice", reason="both wrong", written="4.").vote
     store.record_vote(good.id, "A", "alice")
     derived = store.completions_from_votes()
     assert [(c.completion, c.label, c.source) for c in derived] == [
