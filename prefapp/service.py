@@ -235,7 +235,7 @@ class PrefService:
 
     def quality(self) -> QualityReport:
         """Per-annotator habits, agreement on overlapped pairs and consistency on repeat probes."""
-        return quality_report(self.store.votes(), self.store.probe_links())
+        return quality_report(self.store)
 
     def vote(self, pair_id: str, choice: str, annotator: str, reason: str = "", written: str = "") -> VoteOutcome:
         """Record an annotator's pick for a pair (optionally why, and a better response they wrote); a repeated
@@ -258,11 +258,12 @@ class PrefService:
     # --- data ----------------------------------------------------------------------------------
 
     def data_summary(self, preview_rows: int = 20) -> DataSummary:
-        """Counts and the first rows of what an export would contain."""
-        dataset, counts = self._preferences()
+        """Counts and the first rows of what an export would contain (DuckDB counts; only the preview is read)."""
+        preview_set, resolved = preference_dataset(self.store, ExportOptions(), limit=preview_rows)
+        counts = resolved.as_export_counts()
         preview = [
             {"prompt": prompt_text(r["prompt"]), "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
-            for r in dataset.select(range(min(preview_rows, len(dataset))))
+            for r in preview_set
         ]
         return DataSummary(
             self.store.vote_counts(), self.store.prompt_count(), counts.pairs, counts.ties, counts.both_bad, preview

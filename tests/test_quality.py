@@ -6,6 +6,7 @@ import pytest
 
 from prefapp.labeling.quality import cohen_kappa, fleiss_kappa, quality_report, sample_choice
 from prefapp.store import Store
+from tests import oracle
 
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
 
@@ -39,7 +40,7 @@ def test_report_over_real_votes(tmp_path):
         probe = store.add_probe(p1.id, "ann")  # sides swapped: the same preference is now "B"
         assert (probe.response_a, probe.response_b, probe.swapped) == ("y", "x", True)
         store.record_vote(probe.id, "B", "ann")
-        report = quality_report(store.votes(), store.probe_links())
+        report = quality_report(store)
     assert (report.votes, report.overlapped_pairs, report.percent_agreement) == (5, 2, 0.5)
     assert (report.probes, report.consistency) == (1, 1.0)
     ann, bob = report.annotators
@@ -49,3 +50,26 @@ def test_report_over_real_votes(tmp_path):
     assert ann.median_s is not None and ann.median_s >= 0
     [pair] = report.pairwise
     assert (pair.annotator_1, pair.annotator_2, pair.shared, pair.agreement) == ("ann", "bob", 2, 0.5)
+
+
+def approx_report(report):
+    """A report with its floats wrapped for comparison: DuckDB sums in another order than Python's loop."""
+    from dataclasses import asdict
+
+    return {k: pytest.approx(v, rel=1e-12, abs=1e-12) if isinstance(v, float) else v
+            for k, v in asdict(report).items() if k not in ("annotators", "pairwise")}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sql_figures_match_the_python_oracle_on_random_stores(tmp_path, seed):
+    with Store(tmp_path / "random.duckdb") as store:
+        oracle.random_store(store, seed, n_pairs=60)
+        got = quality_report(store)
+        expected = oracle.quality_report(store.votes(), store.probe_links())
+    assert got.overlapped_pairs > 5 and got.probes > 0  # the random store exercises every figure
+    assert approx_report(got) == approx_report(expected)
+    for mine, theirs in zip(got.annotators, expected.annotators, strict=True):
+        assert mine.annotator == theirs.annotator and mine.median_s == pytest.approx(theirs.median_s, abs=1e-6)
+        assert (mine.votes, mine.share_a, mine.tie_rate, mine.both_bad_rate, mine.probes, mine.consistency) == (
+            theirs.votes, theirs.share_a, theirs.tie_rate, theirs.both_bad_rate, theirs.probes, theirs.consistency)
+    assert got.pairwise == expected.pairwise  # integer counts: exactly the same kappas

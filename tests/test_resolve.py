@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from prefapp.config import ConfigError
-from prefapp.preferences.resolve import ExportOptions, resolve
+from prefapp.preferences.resolve import DISAGREEMENT, ExportOptions, preference_dataset
 from prefapp.store import Store
+from tests.oracle import random_store, resolve_rows
 
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
 
@@ -29,7 +30,7 @@ def store(tmp_path):
 
 
 def rows(store, **options):
-    dataset, counts = resolve(store.votes(), store.probe_links(), store.vote_notes(), ExportOptions(**options))
+    dataset, counts = preference_dataset(store, ExportOptions(**options))
     return [(r["prompt"][0]["content"], r["chosen"][0]["content"], r["human_written"]) for r in dataset], counts
 
 
@@ -55,3 +56,20 @@ def test_both_bad_with_a_written_response_becomes_two_human_written_rows(store):
     assert counts.human_written == 2 and counts.both_bad == 0
     with pytest.raises(ConfigError, match="use one of majority"):
         rows(store, disagreement="vote")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sql_resolution_matches_the_python_oracle_on_random_stores(tmp_path, seed):
+    with Store(tmp_path / "random.duckdb") as store:
+        random_store(store, seed)
+        votes, links, notes = store.votes(), store.probe_links(), store.vote_notes()
+        for disagreement in DISAGREEMENT:
+            for both_bad in ("drop", "written"):
+                for written in ("use", "ignore"):
+                    options = ExportOptions(disagreement, both_bad, written)
+                    dataset, counts = preference_dataset(store, options)
+                    expected, expected_counts = resolve_rows(votes, links, notes, options)
+                    assert dataset.to_list() == expected, options
+                    assert counts == expected_counts, options
+        preview, _ = preference_dataset(store, ExportOptions(), limit=3)
+        assert preview.to_list() == resolve_rows(votes, links, notes, ExportOptions())[0][:3]

@@ -1,6 +1,6 @@
 """How much the labels can be trusted: per-annotator habits, agreement between annotators, self-consistency.
 
-Everything is computed from the votes' snapshots, in the *sample* frame: a vote for side A of a swapped pair is a
+Everything is computed from the votes' snapshots (DuckDB aggregates them: prefapp.store.counting), in the *sample* frame: a vote for side A of a swapped pair is a
 vote for the generate call's 2nd sample. So two annotators who saw the same pair with different sides (or one
 annotator who saw a repeat probe with sides swapped) are compared on what they preferred, not where it was.
 
@@ -12,11 +12,8 @@ annotator who saw a repeat probe with sides swapped) are compared on what they p
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from itertools import combinations
-from typing import Iterable
 
 CATEGORIES = ("first", "second", "tie", "both_bad")  # a vote in the sample frame
 
@@ -90,56 +87,50 @@ def cohen_kappa(pairs: list[tuple[str, str]], categories: tuple[str, ...] = CATE
     return None if p_e == 1 else (p_o - p_e) / (1 - p_e)
 
 
-def quality_report(votes: Iterable, probe_links: dict[str, str]) -> QualityReport:
-    """The Quality view's figures from store votes and the probe -> original pair map."""
-    votes = list(votes)
-    probe_ids = set(probe_links)
-    regular = [v for v in votes if v.pair_id not in probe_ids]
-    consistency = _consistency(votes, probe_links)
-    stats = [_annotator_stats(name, [v for v in votes if v.annotator == name], consistency.get(name, []))
-             for name in sorted({v.annotator for v in votes})]
-    by_pair: dict[str, dict[str, str]] = defaultdict(dict)
-    for v in regular:
-        by_pair[v.pair_id][v.annotator] = sample_choice(v.choice, v.swapped)
-    overlapped = [labels for labels in by_pair.values() if len(labels) >= 2]
-    agree = [a == b for labels in overlapped for a, b in combinations(labels.values(), 2)]
-    all_probe = [same for checks in consistency.values() for same in checks]
+def quality_report(store) -> QualityReport:
+    """The Quality view's figures, from a few aggregate rows DuckDB computes over all votes (prefapp.store.counting)."""
+    figures = store.quality_figures()
+    checks = figures["probe_checks"]
+    stats = []
+    for name, n, a, ab, median_s, ties, both_bad in figures["annotators"]:
+        probes, same = checks.get(name, (0, 0))
+        stats.append(AnnotatorStats(name, n, a / ab if ab else None, median_s, ties / n if n else 0.0,
+                                    both_bad / n if n else 0.0, probes, same / probes if probes else None))
+    stats.sort(key=lambda s: s.annotator)  # Python's order, whatever the database's collation
+    items = figures["items"]
+    probes = sum(n for n, _ in checks.values())
     return QualityReport(
-        annotators=stats, votes=len(votes), overlapped_pairs=len(overlapped),
-        percent_agreement=sum(agree) / len(agree) if agree else None,
-        fleiss_kappa=fleiss_kappa([list(labels.values()) for labels in overlapped]),
-        pairwise=_pairwise(overlapped), probes=len(all_probe),
-        consistency=sum(all_probe) / len(all_probe) if all_probe else None,
+        annotators=stats, votes=sum(s.votes for s in stats), overlapped_pairs=items["items"],
+        percent_agreement=items["agreeing"] / items["rater_pairs"] if items["rater_pairs"] else None,
+        fleiss_kappa=_fleiss_from_totals(items), pairwise=_pairwise(figures["pairwise"]), probes=probes,
+        consistency=sum(same for _, same in checks.values()) / probes if probes else None,
     )
 
 
-def _annotator_stats(name: str, votes: list, checks: list[bool]) -> AnnotatorStats:
-    n = len(votes)
-    picks = Counter(v.choice for v in votes)
-    ab = picks["A"] + picks["B"]
-    seconds = [(v.created_at - v.shown_at).total_seconds() for v in votes]
-    return AnnotatorStats(
-        name, n, picks["A"] / ab if ab else None, statistics.median(seconds) if seconds else None,
-        picks["tie"] / n if n else 0.0, picks["both_bad"] / n if n else 0.0, len(checks),
-        sum(checks) / len(checks) if checks else None,
-    )
+def _fleiss_from_totals(items: dict) -> float | None:
+    """fleiss_kappa's formula from its sums: items, the sum of per-item agreement, and category totals."""
+    if not items["items"]:
+        return None
+    n_ratings = sum(items[c] for c in CATEGORIES)
+    p_bar = items["p_sum"] / items["items"]
+    p_e = sum((items[c] / n_ratings) ** 2 for c in CATEGORIES)
+    return None if p_e == 1 else (p_bar - p_e) / (1 - p_e)
 
 
-def _consistency(votes: list, probe_links: dict[str, str]) -> dict[str, list[bool]]:
-    """annotator -> for each answered probe, whether it matched their vote on the original (sample frame)."""
-    frame = {(v.pair_id, v.annotator): sample_choice(v.choice, v.swapped) for v in votes}
-    checks: dict[str, list[bool]] = defaultdict(list)
-    for v in votes:
-        original = probe_links.get(v.pair_id)
-        if original is not None and (original, v.annotator) in frame:
-            checks[v.annotator].append(frame[(original, v.annotator)] == frame[(v.pair_id, v.annotator)])
-    return checks
-
-
-def _pairwise(overlapped: list[dict[str, str]]) -> list[PairAgreement]:
-    shared: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for labels in overlapped:
-        for a, b in combinations(sorted(labels), 2):
-            shared[(a, b)].append((labels[a], labels[b]))
-    return [PairAgreement(a, b, len(pairs), sum(x == y for x, y in pairs) / len(pairs), cohen_kappa(pairs))
-            for (a, b), pairs in sorted(shared.items())]
+def _pairwise(rows: list[tuple]) -> list[PairAgreement]:
+    """Agreement and Cohen's kappa per two annotators from counts of (answer of one, answer of the other)."""
+    shared: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for a, b, x, y, n in rows:
+        shared[(a, b)][(x, y)] = n
+    result = []
+    for (a, b), table in sorted(shared.items()):
+        n = sum(table.values())
+        agree = sum(k for (x, y), k in table.items() if x == y)
+        first, second = Counter(), Counter()
+        for (x, y), k in table.items():
+            first[x] += k
+            second[y] += k
+        p_e = sum(first[c] * second[c] for c in CATEGORIES) / (n * n)
+        kappa = None if p_e == 1 else (agree / n - p_e) / (1 - p_e)
+        result.append(PairAgreement(a, b, n, agree / n, kappa))
+    return result

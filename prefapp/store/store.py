@@ -30,6 +30,7 @@ import duckdb
 
 from prefapp.config import CHOICES
 from prefapp.store.feedback import FeedbackStore
+from prefapp.store.counting import CountingStore
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
@@ -87,7 +88,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(FeedbackStore):
+class Store(FeedbackStore, CountingStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
