@@ -97,8 +97,21 @@ def cmd_add_user(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from prefapp.store import Store
 
+    dest = Path(args.dest)
+    if dest.exists() or dest.is_symlink():
+        raise ConfigError(f"{dest} already exists: give a new file name (a backup never overwrites a file)")
     with Store(_app_config(args).db_path) as store:
-        print("backup written to", store.snapshot(args.dest))
+        print("backup written to", store.snapshot(dest))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from prefapp.hosting.durability import restore
+
+    db = _app_config(args).db_path
+    figures, kept = restore(Path(args.backup), db)
+    print(f"restored {db} from {args.backup}: {figures['votes']} votes, {figures['rounds']} rounds"
+          + (f"; the replaced file is kept as {kept}" if kept else ""))
     return 0
 
 
@@ -223,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("dest", help="the new .duckdb file to write")
     p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="put a backup in place of the store (the app must be stopped; the replaced "
+                       "file is kept beside it)")
+    _add_common(p)
+    p.add_argument("backup", help="the backup .duckdb file, e.g. data/backups/auto-....duckdb")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("export", help="write the votes as a prompt/chosen/rejected dataset")
     _add_common(p)

@@ -25,6 +25,7 @@ from prefapp.preferences.prompt_import import read_prompts, skipped_text, table_
 from prefapp.labeling.quality import QualityReport, quality_report
 from prefapp.preferences.resolve import ExportOptions, export_preferences, preference_dataset
 from prefapp.preferences.prompts import load_prompt_file, parse_typed_prompts
+from prefapp.hosting.durability import Keeper
 from prefapp.hosting.paths import confine
 from prefapp.store import Round, Store, VoteCounts, to_messages
 from prefapp.training.dpo import last_checkpoint
@@ -101,6 +102,7 @@ class PrefService:
         self._job: TrainingJob | None = None
         self._job_round: int | None = None
         self._job_lock = threading.Lock()
+        self.keeper: Keeper | None = None  # started by open(): a served store is checkpointed and backed up
         self._load_finished_rounds()
         self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed)  # pairs ahead of votes
 
@@ -112,6 +114,7 @@ class PrefService:
         policy = Policy(choice)
         store = Store(config.db_path)
         service = cls(config, store, policy, seed=seed)
+        service.keeper = Keeper(store, config.data_dir / "backups")  # checkpoints, marks, rotating backups
         if store.prompt_count() == 0 and DEMO_PROMPTS_PATH.exists():
             service.import_prompts(DEMO_PROMPTS_PATH, source="demo")
         if config.prompts_path:
@@ -119,7 +122,14 @@ class PrefService:
         return service
 
     def close(self) -> None:
-        self.cancel_training()
+        """Stop training (recorded as cancelled) and the pair queue, then close the store cleanly (checkpointed)."""
+        if self.cancel_training():
+            try:
+                self.wait_training(timeout=30)
+            except Exception:  # the round's own error is recorded with it
+                log.exception("the cancelled round ended with an error")
+        if self.keeper is not None:
+            self.keeper.close()
         self.labeling.close()
         self.store.close()
 

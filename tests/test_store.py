@@ -30,7 +30,8 @@ from prefapp.store.store import (
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
-                       "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback"]
+                       "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
+                       "030_store_sessions"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -50,6 +51,8 @@ EXPECTED_COLUMNS = {
     "feedback": [("id", "BIGINT"), ("key", "VARCHAR"), ("prompt", "JSON"), ("completion", "VARCHAR"),
                  ("label", "BOOLEAN"), ("source", "VARCHAR"), ("annotator", "VARCHAR"), ("provenance", "JSON"),
                  ("created_at", TSTZ)],
+    "store_sessions": [("id", "BIGINT"), ("opened_at", TSTZ), ("pid", "INTEGER"), ("closed_at", TSTZ),
+                       ("votes", "BIGINT"), ("rounds", "INTEGER"), ("pairs", "BIGINT"), ("prompts", "BIGINT")],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 

@@ -120,6 +120,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "030_store_sessions",  # each run of a store: a clean shutdown records its figures (prefapp.store.durability)
+        """
+        CREATE TABLE store_sessions (
+            id BIGINT PRIMARY KEY,           -- 1, 2, ...: one per run that opened the file
+            opened_at TIMESTAMPTZ NOT NULL,
+            pid INTEGER,
+            closed_at TIMESTAMPTZ,           -- NULL: still running, or the run stopped without closing the store
+            votes BIGINT,                    -- figures at the clean shutdown
+            rounds INTEGER,
+            pairs BIGINT,
+            prompts BIGINT
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -29,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from prefapp.config import CHOICES
+from prefapp.store.durability import DurableStore, StoreDamagedError, connect_error
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import CountingStore
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
@@ -76,7 +77,11 @@ def _unregister(path: Path) -> None:
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path))
-    except duckdb.IOException as e:
+    except duckdb.Error as e:
+        if (unreadable := connect_error(path, e)) is not None:
+            raise unreadable from e
+        if not isinstance(e, duckdb.IOException):
+            raise
         if "Could not set lock" not in str(e) and "Conflicting lock" not in str(e):
             raise
         pid = re.search(r"PID (\d+)", str(e))
@@ -88,7 +93,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(FeedbackStore, CountingStore):
+class Store(FeedbackStore, CountingStore, DurableStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
@@ -104,6 +109,7 @@ class Store(FeedbackStore, CountingStore):
         try:
             with self._write_lock:
                 migrate(self._con)
+            self._open_durable(first)  # refuses a file that lost data; records this run
             if first:  # a second Store in this process must not fail the first one's live round
                 self._recover_interrupted_rounds()
         except BaseException:
@@ -116,6 +122,10 @@ class Store(FeedbackStore, CountingStore):
         """Close every cursor and the connection; further calls raise."""
         if self._closed:
             return
+        try:
+            self._close_durable(last=_open_files[self._key][1] == 1)
+        except duckdb.Error as exc:  # closing must still release the file
+            log.warning("could not record the shutdown of %s: %s", self.path, exc)
         self._closed = True
         with self._cursors_lock:
             for cur in self._cursors:
@@ -146,6 +156,7 @@ class Store(FeedbackStore, CountingStore):
         cur = self._cur()
         with self._write_lock, _transaction(cur):
             yield cur
+        self._writes += 1  # committed: the keeper records new marks (prefapp.store.durability)
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations recorded in the file, in the order they were applied."""
@@ -415,6 +426,7 @@ class Store(FeedbackStore, CountingStore):
                         [status, _now(), *params, round_id])
             ended = _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
         log.info("round %d %s", round_id, status)
+        self.checkpoint()  # a round's record goes into the .duckdb file, not only the log
         return ended
 
     def set_round_provenance(self, round_id: int, provenance: dict) -> None:

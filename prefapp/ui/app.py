@@ -23,13 +23,15 @@ from typing import Any, Iterator, Literal
 import gradio as gr
 import pandas as pd
 
-from prefapp.hosting.auth import Access, Accounts, access_from_env
+from prefapp.hosting.auth import Access, access_from_env
 from prefapp.config import AppConfig, ConfigError, TrainConfig
 from prefapp.service import PrefService, round_adapter_name
 from prefapp.store import Round, VoteCounts
 from prefapp.training.dpo import LOSS_TYPES
 from prefapp.training.progress import TrainProgress
+from prefapp.hosting.durability import stop_on_signals
 from prefapp.hosting.environment import check_bind, install_log_redaction
+from prefapp.hosting.routes import launch_options
 from prefapp.ui.common import model_text, rounds_frame, toast_text, user_errors
 from prefapp.ui.access import guard_events, render_access, setup_access_events
 from prefapp.ui.train import render_round_ops, render_train_options, setup_train_events
@@ -638,13 +640,12 @@ def launch(config: AppConfig) -> None:
     install_log_redaction()  # Hub tokens never reach the log, whoever logs them
     accounts = access_from_env(config.users_file)
     check_bind(config.host, accounts is not None, config.allow_public)  # before the slow model load
+    options = launch_options(accounts)  # the login guard, route doors and upload limit (prefapp.hosting.routes)
+    stop_on_signals()  # SIGTERM stops as Ctrl-C does, so the store below is closed and checkpointed
     service = PrefService.open(config)
     log.info("serving %s on http://%s:%d (%s)", service.model_info().label, config.host, config.port,
              accounts.summary() if accounts else "open, no accounts")
     try:
-        build_ui(service, accounts).queue().launch(
-            server_name=config.host, server_port=config.port,
-            auth=accounts.check if isinstance(accounts, Accounts) else None,
-            auth_message="prefapp: sign in with the account an admin created for you.")
+        build_ui(service, accounts).queue().launch(server_name=config.host, server_port=config.port, **options)
     finally:
         service.close()
