@@ -12,6 +12,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from prefapp.hosting.auth import Accounts, add_user, hash_password, verify_password
+from prefapp.hosting.routes import launch_options
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
 from prefapp.ui.app import PrefUI
@@ -34,7 +35,7 @@ def users_toml(tmp_path_factory) -> str:
 def app(service: PrefService, users_toml: str) -> Iterator[tuple[PrefUI, str]]:
     accounts = Accounts.from_toml(users_toml)
     ui = PrefUI(service, accounts)
-    with served(ui.blocks, auth=accounts.check) as url:
+    with served(ui.blocks, **launch_options(accounts)) as url:  # as `prefapp serve` launches it
         yield ui, url
 
 
@@ -183,3 +184,18 @@ def test_add_user_from_the_command_line(tmp_path) -> None:
     short = subprocess.run([sys.executable, "-m", "prefapp.cli", "add-user", "dan", "--users-file", str(users)],
                            input="short\n", capture_output=True, text=True, timeout=120)
     assert short.returncode == 2 and "shorter than 8 characters" in short.stderr
+
+
+def test_uploads_need_an_admin_and_stay_under_the_size_limit(app, monkeypatch) -> None:
+    _, url = app
+    small = {"files": ("prompts.txt", b"What is 2 + 2?\n", "text/plain")}
+    with httpx.Client(base_url=url, timeout=60) as visitor:
+        assert visitor.post("gradio_api/upload", files=small).status_code == 401
+    for name, expected in (("ann", 403), ("boss", 200)):
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.post("login", data={"username": name, "password": PASSWORD}).status_code == 200
+            answer = http.post("gradio_api/upload", files=small)
+            assert answer.status_code == expected, answer.text
+            if name == "boss":  # 50 MiB by default (PREFAPP_MAX_UPLOAD_MB): 60 MiB is refused
+                big = {"files": ("big.txt", b"x" * (60 * 1024 * 1024), "text/plain")}
+                assert http.post("gradio_api/upload", files=big).status_code in (400, 413)

@@ -124,3 +124,27 @@ def test_kill_9_during_votes_and_training_loses_nothing_acknowledged(tmp_path) -
     assert rounds[1].metrics and "loss" in rounds[1].metrics
     assert rounds[2].status == "failed" and rounds[2].error == INTERRUPTED_ERROR
     print(f"acknowledged {len(acked)} votes, {len(stored)} stored; kill -9 during round 2 and live voting")
+
+
+def test_sigterm_closes_the_store_so_the_duckdb_file_alone_holds_every_vote(tmp_path) -> None:
+    data_dir, log_path = tmp_path / "data", tmp_path / "app.log"
+    proc, url = start_app(data_dir, log_path)
+    acked = []
+    try:
+        client = Client(url, verbose=False)
+        for i in range(12):
+            pair_id, *_ = client.predict("ann", api_name="/next_pair")
+            assert client.predict(pair_id, "AB"[i % 2], "ann", api_name="/vote").startswith("Recorded")
+            acked.append(pair_id)
+        proc.send_signal(signal.SIGTERM)  # what Docker, systemd and a Space restart send
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (data_dir / "prefapp.duckdb.wal").exists(), log_path.read_text()[-3000:]
+    alone = tmp_path / "alone" / "prefapp.duckdb"
+    alone.parent.mkdir()
+    alone.write_bytes((data_dir / "prefapp.duckdb").read_bytes())  # the file alone, no log, no marks
+    with Store(alone) as store:
+        assert sorted(v.pair_id for v in store.votes()) == sorted(acked)
+        assert store.last_clean_shutdown()["votes"] == 12

@@ -151,3 +151,48 @@ def test_the_browser_shows_sign_in_then_labels_as_the_hub_user(app, service: Pre
             expect(admin_page.get_by_role("tab", name=tab)).to_be_enabled()
             expect(admin_page.get_by_role("tab", name=tab)).to_be_visible()
     assert [(v.pair_id, v.choice, v.annotator) for v in service.store.votes()] == [(pair_id, "A", "bob")]
+
+
+@pytest.fixture
+def guarded(space, service: PrefService, monkeypatch) -> Iterator[str]:
+    """The app as `prefapp serve` launches it: the Doorman in front and a 1 MiB upload limit."""
+    from prefapp.hosting.routes import launch_options
+
+    monkeypatch.setenv("PREFAPP_MAX_UPLOAD_MB", "1")
+    login = access_from_env()
+    with served(PrefUI(service, login).blocks, **launch_options(login)) as url:
+        yield url
+
+
+def test_visitors_who_have_not_signed_in_meet_closed_doors(guarded: str) -> None:
+    import httpx
+
+    base = guarded.rstrip("/")
+    big = {"files": ("big.txt", b"x" * (2 * 1024 * 1024), "text/plain")}
+    small = {"files": ("prompts.txt", b"What is 2 + 2?\n", "text/plain")}
+    with httpx.Client(timeout=60) as anonymous:
+        page = anonymous.get(f"{base}/")
+        assert page.status_code == 200 and "Sign in with Hugging Face" in page.text
+        assert "demo" not in page.text.lower() and "components" not in page.text  # no config, no model name
+        for method, path in (("GET", "/config"), ("GET", "/gradio_api/info"), ("POST", "/gradio_api/queue/join"),
+                             ("GET", "/gradio_api/queue/data?session_hash=x"), ("GET", "/gradio_api/file=app.py"),
+                             ("POST", "/gradio_api/call/next_pair"), ("GET", "/gradio_api/openapi.json"),
+                             ("GET", "/gradio_api/some-route-gradio-adds-later")):
+            answer = anonymous.request(method, f"{base}{path}", json={"data": ["alice"]})
+            assert answer.status_code == 401 and "Sign in with Hugging Face" in answer.text, (path, answer.text)
+        assert anonymous.post(f"{base}/gradio_api/upload", files=small).status_code == 401
+        # open to visitors (here it fails reaching huggingface.co, which this machine cannot)
+        assert anonymous.get(f"{base}/login/huggingface", follow_redirects=False).status_code != 401
+
+    def as_user(name: str) -> httpx.Client:
+        return httpx.Client(timeout=60, headers={"Cookie": f"session={session_cookie(name)}"})
+
+    with as_user("bob") as bob, as_user("alice") as alice:
+        assert bob.get(f"{base}/config").status_code == 200
+        assert bob.get(f"{base}/gradio_api/info").status_code == 200
+        refused = bob.post(f"{base}/gradio_api/upload", files=small)  # an annotator needs no uploads
+        assert refused.status_code == 403 and "admin role" in refused.text
+        assert alice.post(f"{base}/gradio_api/upload", files=small).status_code == 200
+        too_big = alice.post(f"{base}/gradio_api/upload", files=big)
+        assert too_big.status_code in (400, 413), too_big.text
+    assert client_as(guarded, "bob").predict("x", api_name="/next_pair")[0]  # a signed-in annotator labels

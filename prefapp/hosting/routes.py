@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 MAX_UPLOAD_ENV = "PREFAPP_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 50  # a prompt file of ~100k prompts; enough for import, too little to fill a disk quickly
-OPEN_TO_VISITORS = ("/login/huggingface", "/login/callback", "/logout", "/favicon.ico", "/robots.txt")
+OPEN_TO_VISITORS = ("/login/huggingface", "/login/callback", "/logout", "/favicon.ico", "/robots.txt",
+                    "/gradio_api/startup-events")  # the last: gradio's launch() calls it once, it returns nothing
 UPLOAD_ROUTES = ("/gradio_api/upload",)
 
 SIGN_IN_PAGE = """<!doctype html>
