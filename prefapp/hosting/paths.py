@@ -26,3 +26,18 @@ def confine(path: str | Path, root: str | Path, allow_outside: bool = False) -> 
         f"{path} is outside the data directory {root}: put the file under it (or give a path relative to it); "
         "an admin can allow other places with PREFAPP_ALLOW_OUTSIDE_PATHS=1"
     )
+
+
+def check_new_outputs(paths: list[str | Path], root: str | Path, overwrite: bool = False) -> None:
+    """Refuse to write any of `paths` through a symlink (the path itself or a folder between it and `root`), or
+    over an existing file or folder unless `overwrite`; a ConfigError names the fix."""
+    root = Path(root)
+    for path in map(Path, paths):
+        for part in (path, *path.parents):
+            if part == root or root not in part.parents:
+                break
+            if part.is_symlink():
+                raise ConfigError(f"{part} is a symbolic link: prefapp does not write through links; remove the link "
+                                  "or choose another name")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists: choose another name, or delete or move it first")

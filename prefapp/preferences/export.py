@@ -17,6 +17,7 @@ from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
 from prefapp.hosting.environment import redact
+from prefapp.hosting.paths import check_new_outputs
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ def save_export(dataset: Dataset, counts: ExportCounts, exports_dir: Path, name:
         )
     name = export_name(name)
     target = Path(exports_dir) / name
-    if target.exists():
-        raise ConfigError(f"an export named {name!r} already exists in {exports_dir}: choose another name")
+    check_new_outputs([target, Path(exports_dir) / f"{name}.parquet"], exports_dir)  # no links, no overwriting
     target.parent.mkdir(parents=True, exist_ok=True)
     dataset.save_to_disk(str(target))
     parquet_path = Path(exports_dir) / f"{name}.parquet"
