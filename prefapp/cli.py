@@ -148,6 +148,24 @@ def _export_options(args: argparse.Namespace):
                          sources=args.sources)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Preference data from a file, a saved dataset or a Hub dataset into the store (preferences.pair_import)."""
+    from prefapp.preferences.pair_import import preview, store_parsed
+    from prefapp.store import Store
+
+    parsed = preview(args.source, args.split, args.format)
+    if args.preview:
+        shown = {"source": parsed.source.name, "format": parsed.format, "detected_from": parsed.why,
+                 "rows": len(parsed.source.rows), "parsed": len(parsed.items), "skipped": parsed.skipped_by_reason(),
+                 "sample": parsed.sample()}
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    with Store(_app_config(args).db_path) as store:
+        report = store_parsed(store, parsed)
+    print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if args.json else report.summary())
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from prefapp.training.headless import load_training_data, preflight, rank, world_size
     from prefapp.models import resolve_model
@@ -207,6 +225,12 @@ def cmd_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_names() -> str:
+    from prefapp.preferences.formats import format_names
+
+    return format_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefapp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -249,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO_ID", help="also push to this Hub dataset repo (token from HF_TOKEN)")
     _add_export_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import preference pairs (or labelled completions) from a file or dataset")
+    _add_common(p)
+    p.add_argument("source", help=".json, .jsonl, .csv or .parquet file, a saved dataset folder, or a Hub dataset id")
+    p.add_argument("--split", default="train", help="split of a saved DatasetDict or a Hub dataset")
+    p.add_argument("--format", default="auto", help="auto (detect) or one of: " + _format_names())
+    p.add_argument("--json", action="store_true", help="print the counts as JSON: added, duplicates, skipped by reason")
+    p.add_argument("--preview", action="store_true",
+                   help="show the detected format and three parsed rows; write nothing")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("train", help="train a DPO LoRA adapter headless, on the store or an export (torchrun-ready)")
     _add_common(p)

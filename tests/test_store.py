@@ -31,7 +31,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
-                       "030_store_sessions"]
+                       "030_store_sessions", "040_create_imported_pairs"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -53,6 +53,9 @@ EXPECTED_COLUMNS = {
                  ("created_at", TSTZ)],
     "store_sessions": [("id", "BIGINT"), ("opened_at", TSTZ), ("pid", "INTEGER"), ("closed_at", TSTZ),
                        ("votes", "BIGINT"), ("rounds", "INTEGER"), ("pairs", "BIGINT"), ("prompts", "BIGINT")],
+    "imported_pairs": [("id", "BIGINT"), ("hash", "VARCHAR"), ("prompt", "JSON"), ("chosen", "VARCHAR"),
+                       ("rejected", "VARCHAR"), ("source", "VARCHAR"), ("format", "VARCHAR"), ("source_row", "BIGINT"),
+                       ("file_sha256", "VARCHAR"), ("created_at", TSTZ)],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 
@@ -109,7 +112,8 @@ def test_fresh_file_has_exact_schema_and_migrations(db_path):
             "WHERE constraint_type = 'UNIQUE' ORDER BY table_name").fetchall()
         foreign = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY'")
         assert foreign.fetchone()[0] == 0
-    assert uniques == [("feedback", ["key"]), ("prompts", ["hash"]), ("votes", ["pair_id", "annotator"])]
+    assert uniques == [("feedback", ["key"]), ("imported_pairs", ["hash"]), ("prompts", ["hash"]),
+                       ("votes", ["pair_id", "annotator"])]
 
 
 def test_reopen_applies_nothing_twice_and_keeps_data(db_path):

@@ -5,11 +5,12 @@ May import: `prefapp.config` only.
 """
 
 from prefapp.store.feedback import AddCompletionsResult, LabelledCompletion
+from prefapp.store.imports import AddImportedResult, ImportedPair
 from prefapp.store.records import (AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts, VoteResult,
                                    to_messages)
 from prefapp.store.durability import StoreDamagedError
 from prefapp.store.store import Store, StoreLockedError
 
-__all__ = ["AddCompletionsResult", "AddPromptsResult", "LabelledCompletion", "Pair", "Prompt", "Round", "Store",
-           "StoreDamagedError", "StoreLockedError", "Vote", "VoteCounts",
+__all__ = ["AddCompletionsResult", "AddImportedResult", "AddPromptsResult", "ImportedPair", "LabelledCompletion",
+           "Pair", "Prompt", "Round", "Store", "StoreDamagedError", "StoreLockedError", "Vote", "VoteCounts",
            "VoteResult", "to_messages"]

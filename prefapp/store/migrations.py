@@ -135,6 +135,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "040_create_imported_pairs",  # pairs labelled elsewhere, with provenance (see store/imports.py)
+        """
+        CREATE SEQUENCE imported_pairs_id_seq START 1;
+        CREATE TABLE imported_pairs (
+            id BIGINT PRIMARY KEY DEFAULT nextval('imported_pairs_id_seq'),
+            hash VARCHAR NOT NULL UNIQUE,    -- sha256 of (prompt, chosen, rejected): a re-import adds nothing
+            prompt JSON NOT NULL,            -- [{"role", "content"}, ...], the last one is the user turn
+            chosen VARCHAR NOT NULL,
+            rejected VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,         -- file name or Hub dataset id (with its split)
+            format VARCHAR NOT NULL,         -- the format it was read as: 'hh-rlhf', 'sharegpt', ...
+            source_row BIGINT NOT NULL,      -- 0-based row of the source table
+            file_sha256 VARCHAR NOT NULL,    -- of the source's bytes
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

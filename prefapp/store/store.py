@@ -32,6 +32,7 @@ from prefapp.config import CHOICES
 from prefapp.store.durability import DurableStore, StoreDamagedError, connect_error
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import CountingStore
+from prefapp.store.imports import ImportStore
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
@@ -93,7 +94,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(FeedbackStore, CountingStore, DurableStore):
+class Store(FeedbackStore, CountingStore, DurableStore, ImportStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
