@@ -116,3 +116,15 @@ def test_max_length_beyond_the_context_matters_only_when_pairs_reach_it(tok, mod
     long = Dataset.from_list([row(long_answer, "Go away.")] * 8)
     report = run_preflight(long, TrainConfig(batch_size=4, max_length=512), tok, model_config)
     assert any("beyond the model's context of 256" in i.message for i in report.issues)
+
+
+def test_the_suggested_max_length_never_exceeds_the_context_and_says_the_data_does_not_fit(tok, model_config):
+    long_answer = " ".join(["Paris is the capital of France."] * 40)  # ~300 tokens: beyond the demo's 256
+    report = run_preflight(Dataset.from_list([row(long_answer, "Go away.")] * 8), TrainConfig(batch_size=4), tok,
+                           model_config)
+    assert report.lengths.longest > 256 and report.suggested["max_length"] == 256
+    assert any(i.message.startswith("the data does not fit the model: more than 5% of pairs are longer than its "
+                                    "context of 256 tokens") for i in report.issues)
+    short = run_preflight(Dataset.from_list([row("Paris.", "Go away.")] * 8), TrainConfig(batch_size=4), tok,
+                          model_config)
+    assert short.suggested["max_length"] < 256 and not any("does not fit" in i.message for i in short.issues)

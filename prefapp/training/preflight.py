@@ -128,10 +128,17 @@ def run_preflight(
     data = check_data(dataset, ties_dropped, both_bad_dropped)
     rows = _rows(dataset)
     lengths = audit_lengths(rows, tokenizer, config.max_length) if rows else None
+    context, too_long = _context_length(model_config), []
+    if lengths and lengths.suggested_max_length > context:  # suggest no more than the model can read, and say so
+        lengths = replace(lengths, suggested_max_length=context)
+        too_long = [Issue("warning", f"the data does not fit the model: more than {1 - KEEP_SHARE:.0%} of pairs are "
+                                     f"longer than its context of {context} tokens (the longest: {lengths.longest}); "
+                                     f"they will be cut at max_length={context} at most: shorten the responses or "
+                                     "use a longer-context model")]
     memory = estimate_memory(model_config, config, device)
     params = memory.params
-    issues = check_hyperparameters(config, data.pairs, params, _context_length(model_config),
-                                   longest=lengths.longest if lengths else None)
+    issues = too_long + check_hyperparameters(config, data.pairs, params, context,
+                                              longest=lengths.longest if lengths else None)
     issues += _data_issues(data) + (_length_issues(lengths) if lengths else []) + _memory_issues(memory, config)
     preview = tokenized_preview(rows[0], tokenizer) if rows else ""
     issues += _template_issues(preview, tokenizer)
