@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,13 +140,15 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
                    help="both-bad votes: drop, or keep those with a written better response")
     p.add_argument("--written", choices=WRITTEN, default=d.written, help="a human-written response becomes chosen")
     p.add_argument("--sources", choices=SOURCES, default=d.sources, help="rows from votes, imported pairs, or both")
+    p.add_argument("--imported-share", type=float, default=d.imported_share,
+                   help="with --sources both: imported pairs are at most this share of the rows (e.g. 0.5)")
 
 
 def _export_options(args: argparse.Namespace):
     from prefapp.preferences.resolve import ExportOptions
 
     return ExportOptions(disagreement=args.disagreement, both_bad=args.both_bad, written=args.written,
-                         sources=args.sources)
+                         sources=args.sources, imported_share=args.imported_share)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -184,7 +187,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(report.first_error())
     if args.preflight:
         return 0
-    out = Path(args.output or config.adapters_dir / "cli-run")
+    if args.resume and not args.output:
+        raise ConfigError("--resume continues a run: pass its adapter directory with --output DIR")
+    out = Path(args.output or config.adapters_dir / f"cli-run-{time.strftime('%Y%m%d-%H%M%S')}")
     if main_rank:
         print(f"training {choice.label} ({choice.reason}) on {len(data.dataset)} pairs from {data.source} -> {out}"
               + (f" on {world_size()} processes" if world_size() > 1 else ""))
@@ -197,6 +202,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         for warning in result.warnings:
             print("warning:", warning)
         print(json.dumps(result.metrics, indent=2))
+        if not args.dataset and not result.cancelled:
+            _record_round(config.db_path, result.adapter_dir, choice, data.dataset)
+    return 0
+
+
+def _record_round(db_path: Path, adapter_dir: Path, choice, dataset) -> None:
+    """A run on the store becomes that store's next round, so the app lists it and can chat with it."""
+    from prefapp.store import Store, StoreLockedError
+    from prefapp.training.adapters import register_round
+    from prefapp.training.rounds import dataset_sha256
+
+    try:
+        with Store(db_path) as store:
+            rnd = register_round(store, adapter_dir, choice.source, choice.label,
+                                 {"dataset_sha256": dataset_sha256(dataset), "trained_by": "prefapp train"})
+        print(f"recorded as round {rnd.id} in {db_path}")
+    except (StoreLockedError, ValueError) as exc:
+        print(f"warning: the round was not recorded in {db_path} ({exc}); "
+              f"later: prefapp add-round {adapter_dir} --data-dir {db_path.parent}")
+
+
+def cmd_add_round(args: argparse.Namespace) -> int:
+    """An adapter trained elsewhere becomes the store's next finished round, after the base-model check."""
+    from prefapp.models import resolve_model
+    from prefapp.store import Store
+    from prefapp.training.adapters import register_round
+
+    config = _app_config(args)
+    choice = resolve_model(config.model)
+    with Store(config.db_path) as store:
+        rnd = register_round(store, args.adapter_dir, choice.source, choice.label)
+    print(f"round {rnd.id}: {rnd.adapter_path} on {choice.label}; the app loads it on its next start "
+          "(or use the Train tab's Add round while it runs)")
     return 0
 
 
@@ -289,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="export directory, .parquet or .jsonl; default: the store's votes, resolved "
                    "exactly as `prefapp export` and the app do (the options below)")
     _add_export_options(p)
-    p.add_argument("--output", help="adapter directory (default <data-dir>/adapters/cli-run)")
+    p.add_argument("--output", help="adapter directory (default <data-dir>/adapters/cli-run-<time>); a run on the "
+                   "store is recorded there as its next round")
     p.add_argument("--preflight", action="store_true", help="print the preflight report and stop (exit 2 on errors)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint under --output")
     p.add_argument("--save-steps", type=int, default=TrainConfig.save_steps, help="checkpoint every N steps (0: off)")
@@ -297,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute the reference log-probs once before training instead of every step")
     _add_train_knobs(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("add-round", help="register a LoRA adapter trained elsewhere as a finished round")
+    _add_common(p)
+    p.add_argument("adapter_dir", help="the adapter folder (adapter_config.json + adapter weights)")
+    p.set_defaults(func=cmd_add_round)
 
     p = sub.add_parser("build-demo-model", help="rebuild the bundled demo model from its synthetic corpus")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "demo-model"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -21,6 +21,7 @@ from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingCo
 from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
 from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
+from prefapp.preferences import pair_import
 from prefapp.preferences.prompt_import import read_prompts, skipped_text, table_columns
 from prefapp.labeling.quality import QualityReport, quality_report
 from prefapp.preferences.resolve import ExportOptions, export_preferences, preference_dataset
@@ -74,6 +75,7 @@ class DataSummary:
     ties: int
     both_bad: int
     preview: list[dict]  # a few rows as {"prompt", "chosen", "rejected"} strings
+    imported: dict[str, int] = field(default_factory=dict)  # imported pairs by source (pair_import)
 
 
 def prompt_text(messages: list[dict]) -> str:
@@ -196,6 +198,16 @@ class PrefService:
         column_note = f" from column {read.column!r}" if read.column else ""
         return _added_message(result)[:-1] + column_note + "".join(f"; {t}" for t in extra) + "."
 
+    def preview_import(self, source: str, split: str = "train", format: str = "auto",
+                       uploaded: bool = False) -> pair_import.Parsed:
+        """Read and parse preference data without writing: the detected format and its first parsed rows."""
+        return pair_import.preview(self._prompt_source(source, uploaded), split, format)
+
+    def import_preferences(self, source: str, split: str = "train", format: str = "auto",
+                           uploaded: bool = False) -> pair_import.ImportReport:
+        """Import preference pairs (or labelled completions) in one transaction; a re-import adds nothing."""
+        return pair_import.import_source(self.store, self._prompt_source(source, uploaded), split, format)
+
     def prompt_columns(self, source: str, split: str = "train", uploaded: bool = False) -> list[str]:
         """The columns of a table or dataset to choose the prompt column from ([] for .txt/.jsonl)."""
         return table_columns(self._prompt_source(source, uploaded), split)
@@ -276,7 +288,8 @@ class PrefService:
             for r in preview_set
         ]
         return DataSummary(
-            self.store.vote_counts(), self.store.prompt_count(), counts.pairs, counts.ties, counts.both_bad, preview
+            self.store.vote_counts(), self.store.prompt_count(), counts.pairs, counts.ties, counts.both_bad, preview,
+            self.store.imported_counts(),
         )
 
     def export(self, name: str | None = None, options: ExportOptions | None = None) -> ExportResult:
@@ -296,12 +309,14 @@ class PrefService:
 
     # --- training ------------------------------------------------------------------------------
 
-    def start_training(self, config: TrainConfig, on_finish: Callable[[int], None] | None = None) -> int:
-        """Export the current votes and start a DPO round in the background; returns the round id."""
+    def start_training(self, config: TrainConfig, on_finish: Callable[[int], None] | None = None,
+                       options: ExportOptions | None = None) -> int:
+        """Export the current preferences (votes by default; `options.sources` adds imported pairs) and start a DPO
+        round in the background; returns the round id."""
         with self._job_lock:
             if self._job is not None and self._job.running:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
-            dataset, counts = self._preferences()
+            dataset, counts = self._preferences(options)
             config.validate(counts.pairs)
             report = self.preflight(config, dataset, counts)
             if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
@@ -390,6 +405,18 @@ class PrefService:
             job.start()
         log.info("round %d: resuming from %s", rnd.id, last_checkpoint(Path(prov["output_dir"])))
         return rnd.id
+
+    def add_round(self, adapter_dir: str | Path) -> Round:
+        """Register a LoRA adapter trained elsewhere (`prefapp train`, another machine) as a finished round, after
+        checking it was trained on this app's model; it is loaded and becomes the chat's aligned side."""
+        from prefapp.training.adapters import register_round
+
+        choice = self.policy.choice
+        rnd = register_round(self.store, self.user_path(adapter_dir), choice.source, choice.label)
+        name = round_adapter_name(rnd.id)
+        self.policy.load_adapter(name, rnd.adapter_path)
+        self.aligned = name
+        return rnd
 
     def make_generator(self, round_id: int | None) -> str:
         """Hot-swap the policy that writes new pairs (and the chat's aligned side) to a round, or None for the base."""

@@ -156,6 +156,22 @@ def test_kto_rows_parse_as_labelled_completions(tmp_path):
     assert [(c.prompt, c.completion, c.label) for c in parsed.items] == [([U(Q1)], "4", True), ([U(Q1)], "5", False)]
 
 
+def test_kto_import_goes_to_the_feedback_store_once(tmp_path):
+    path = write(tmp_path / "kto.jsonl", KTO)
+    with Store(tmp_path / "p.duckdb") as store:
+        report = import_source(store, str(path))
+        assert (report.kind, report.added, report.duplicates, report.skipped) == (
+            "labelled completions", 2, 0, {"label is not true/false": 1})
+        stored = store.stored_completions()
+        assert [(c.prompt, c.completion, c.label, c.source) for c in stored] == [
+            ([U(Q1)], "4", True, "import:kto.jsonl"), ([U(Q1)], "5", False, "import:kto.jsonl")]
+        assert stored[1].provenance == {"dataset": "kto.jsonl", "format": "kto", "row": 1,
+                                        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        again = import_source(store, str(path))
+        assert (again.added, again.duplicates) == (0, 2) and len(store.stored_completions()) == 2
+        assert store.imported_pairs() == []
+
+
 def test_every_source_kind_reads_the_same_rows(tmp_path):
     rows = TRL_STANDARD[:2]
     expected = [([U(Q1)], "4", "5"), ([U(Q2)], "Red.", "Purple.")]
@@ -236,7 +252,7 @@ def test_other_refusals(tmp_path):
         read_source(str(tmp_path / "dict"), split="test")
     with pytest.raises(ConfigError, match=r"could not read 'someone/prefs' .*Hub dataset id"):
         read_source("someone/prefs")  # offline here: the Hub is never reached
-    with pytest.raises(ConfigError, match="no usable row .* read as kto \(3 label is not true/false\)"):
+    with pytest.raises(ConfigError, match=r"no usable row .* read as kto \(3 label is not true/false\)"):
         preview(str(tmp_path / "a.json"), format="kto")  # a wrong --format is refused too
 
 

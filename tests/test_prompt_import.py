@@ -55,5 +55,46 @@ def test_service_imports_parquet_and_a_saved_multi_turn_dataset(app_config, demo
 
 def test_a_hub_dataset_that_cannot_be_reached_names_the_alternatives(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on this machine: the Hub is never reached
-    with pytest.raises(ConfigError, match=r"'someone/prompts' \(.*Hub.*\): give a .txt, .jsonl, .csv or .parquet file"):
+    with pytest.raises(ConfigError, match=r"'someone/prompts' \(.*Hub.*\): give a .txt, .json, .jsonl, .csv or .parquet file"):
         read_prompts("someone/prompts")
+
+
+def test_json_arrays_and_conversation_jsonl_import_with_the_column_chooser(tmp_path):
+    """Issue 10, item 4: a .json array is read; .jsonl rows with conversation cells honour the chosen column."""
+    import json
+
+    rows = [{"id": 1, "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+             "question": "What is 1 + 1?"}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    (tmp_path / "a.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    for name in ("a.json", "a.jsonl"):
+        assert table_columns(str(tmp_path / name)) == ["id", "conversations", "question"]
+        assert read_prompts(str(tmp_path / name)).prompts == [[{"role": "user", "content": "Hi"}]]
+        assert read_prompts(str(tmp_path / name), column="question").prompts == ["What is 1 + 1?"]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"messages": CONVERSATION}) + "\n")
+    assert read_prompts(str(tmp_path / "m.jsonl")).prompts == [CONVERSATION[:3]]  # cut after the last user turn
+
+
+def test_hh_dialogues_are_cut_before_the_last_answer(tmp_path):
+    hh = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: What is 2 + 2?\n\nAssistant: 4"
+    pd.DataFrame({"chosen": [hh], "rejected": [hh.replace(": 4", ": 5")]}).to_parquet(tmp_path / "hh.parquet")
+    read = read_prompts(str(tmp_path / "hh.parquet"))  # no prompt column: the dialogues in `chosen` carry it
+    assert read.column == "chosen" and read.prompts == [CONVERSATION[:3]]
+
+
+def test_only_prompter_messages_of_an_openassistant_tree_become_prompts(tmp_path):
+    from tests.test_pair_import import OASST_FLAT
+
+    pd.DataFrame(OASST_FLAT).to_parquet(tmp_path / "oasst.parquet")
+    read = read_prompts(str(tmp_path / "oasst.parquet"))
+    assert read.column == "prompter messages"
+    assert read.prompts == ["What is 2 + 2?", [{"role": "user", "content": "What is 2 + 2?"},
+                                               {"role": "assistant", "content": "4"},
+                                               {"role": "user", "content": "And 3 + 3?"}]]
+
+
+def test_a_column_of_answers_is_refused(tmp_path):
+    pd.DataFrame({"prompt_id": [1], "response": ["Paris."]}).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(ConfigError, match="column 'response' of .* holds answers, not prompts: pick the prompt "
+                                          "column, or import the file as preference pairs"):
+        read_prompts(str(tmp_path / "r.csv"), column="response")

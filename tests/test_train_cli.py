@@ -54,6 +54,11 @@ def test_train_on_the_store_after_a_preflight(data_dir: Path):
     assert trained.returncode == 0, trained.stderr
     assert "16 pairs from the store" in trained.stdout and "step 8/8" in trained.stdout
     assert (data_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert "recorded as round 1" in trained.stdout  # a run on the store is that store's round: the app lists it
+    with Store(data_dir / "prefapp.duckdb") as store:
+        (rnd,) = store.rounds()
+    assert (rnd.status, rnd.adapter_path, rnd.n_pairs) == ("finished", str((data_dir / "adapter").resolve()), 16)
+    assert rnd.provenance["trained_by"] == "prefapp train" and len(rnd.provenance["dataset_sha256"]) == 64
 
 
 LAUNCHERS = {  # the two ways multi-process training is started; accelerate's --multi_gpu runs torchrun underneath

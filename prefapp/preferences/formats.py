@@ -147,7 +147,7 @@ def hh_messages(text: object) -> list[dict]:
     return turns
 
 
-def _looks_hh(value: object) -> bool:
+def looks_hh(value: object) -> bool:
     return isinstance(value, str) and ("\n\nHuman:" in value or value.lstrip().startswith("Human:")) \
         and "Assistant:" in value
 
@@ -161,7 +161,7 @@ def row_prompt(row: dict) -> list[dict]:
         if column == "instruction" and isinstance(row.get("input"), str) and row["input"].strip():
             value = f"{value}\n\n{row['input']}"  # alpaca: instruction + input
         if isinstance(value, str):
-            turns = hh_messages(value) if _looks_hh(value) else [{"role": "user", "content": _text(value, "prompt")}]
+            turns = hh_messages(value) if looks_hh(value) else [{"role": "user", "content": _text(value, "prompt")}]
         else:
             turns = messages(value)
         system = row.get("system")
@@ -319,11 +319,11 @@ def _score(c: dict) -> float | None:
     return sum(ratings) / len(ratings) if ratings else None
 
 
-def parse_oasst(rows: Sequence[dict]) -> Iterator[Parsed | Skipped]:
-    """OpenAssistant: a flat message table (message_id, parent_id, role, text, rank) or nested trees (replies)."""
+def _oasst_trees(rows: Sequence[dict]) -> Iterator[tuple[dict, Callable, Callable]]:
+    """(root, replies of a node, source row of a node) per tree of a message table or of nested trees."""
     if rows and isinstance(rows[0].get("prompt"), dict):
         for i, row in enumerate(rows):
-            yield from _oasst_walk(row["prompt"], lambda node: node.get("replies") or [], lambda node: i)
+            yield row["prompt"], (lambda node: node.get("replies") or []), (lambda node, i=i: i)
         return
     children: dict[object, list[dict]] = defaultdict(list)
     index = {}
@@ -331,8 +331,37 @@ def parse_oasst(rows: Sequence[dict]) -> Iterator[Parsed | Skipped]:
         index[id(row)] = i
         children[row.get("parent_id")].append(row)
     for root in children.get(None, []):
-        yield from _oasst_walk(root, lambda node: children.get(node.get("message_id"), []),
-                               lambda node: index[id(node)])
+        yield root, (lambda node: children.get(node.get("message_id"), [])), (lambda node: index[id(node)])
+
+
+def parse_oasst(rows: Sequence[dict]) -> Iterator[Parsed | Skipped]:
+    """OpenAssistant: a flat message table (message_id, parent_id, role, text, rank) or nested trees (replies)."""
+    for root, replies, row_of in _oasst_trees(rows):
+        yield from _oasst_walk(root, replies, row_of)
+
+
+def oasst_prompts(rows: Sequence[dict]) -> Iterator[tuple[int, list[dict]] | Skipped]:
+    """(row, conversation up to it) for every undeleted prompter message: the prompts an OpenAssistant set holds."""
+    for root, replies, row_of in _oasst_trees(rows):
+        stack: list[tuple[dict, tuple]] = [(root, ())]
+        while stack:
+            node, context = stack.pop()
+            if node.get("deleted"):
+                continue
+            try:
+                turn = _message({"role": node.get("role"), "content": node.get("text")})
+            except RowError as exc:
+                yield Skipped(row_of(node), str(exc))
+                continue
+            path = (*context, turn)
+            if turn["role"] == "user":
+                yield row_of(node), list(path)
+            stack.extend((reply, path) for reply in reversed(replies(node)))
+
+
+def is_oasst(columns: Sequence[str], first: dict) -> bool:
+    return {"message_id", "parent_id", "role", "text"} <= set(columns) or (
+        isinstance(first.get("prompt"), dict) and "replies" in first["prompt"])
 
 
 def _is_rank(value: object) -> bool:
@@ -436,10 +465,10 @@ def _detect_pairs(cols: set, first: dict) -> tuple[str, str]:
     if "messages" in cols or isinstance(first.get("prompt"), list):
         return "sharegpt", "messages + chosen/rejected (openai tags)"
     if any(c in cols for c in ("prompt", "question", "instruction")):
-        if _looks_hh(first.get("prompt")):
+        if looks_hh(first.get("prompt")):
             return "hh-rlhf", "prompt holds Human:/Assistant: turns"
         return "trl-standard", "prompt/chosen/rejected text"
-    if _looks_hh(chosen):
+    if looks_hh(chosen):
         return "hh-rlhf", "chosen/rejected hold Human:/Assistant: dialogues"
     return "trl-standard-implicit", "chosen/rejected text without a prompt column"
 

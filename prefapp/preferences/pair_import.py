@@ -119,7 +119,7 @@ def _load(source: str, path: Path, split: str):
     try:
         if path.is_file():
             if suffix in (".json", ".jsonl"):
-                return _load_json(path)
+                return load_json(path)
             if suffix == ".csv":
                 return Dataset.from_csv(str(path))
             if suffix == ".parquet":
@@ -143,7 +143,7 @@ def _load(source: str, path: Path, split: str):
                           ".parquet file, a saved dataset folder, or a Hub dataset id (online)") from exc
 
 
-def _load_json(path: Path):
+def load_json(path: Path):
     """JSON lines or a JSON array; when Arrow cannot give the rows one schema (OpenAssistant trees nest replies to
     any depth), the rows are read as plain JSON instead."""
     from datasets import Dataset, load_dataset
@@ -226,15 +226,17 @@ def store_parsed(store, parsed: Parsed) -> ImportReport:
         result = store.add_imported_pairs(rows, source=src.name, format=parsed.format, file_sha256=src.sha256)
         added, duplicates, kind = result.added, result.duplicates, "pairs"
     else:
-        if not hasattr(store, "add_completions"):
-            raise ConfigError("this prefapp has no store for labelled completions yet: nothing was written")
         rows = [{"prompt": c.prompt, "completion": c.completion, "label": c.label,
                  "provenance": {"dataset": src.name, "format": parsed.format, "row": c.row,
                                 "file_sha256": src.sha256}} for c in parsed.items]
         result = store.add_completions(rows, source=f"import:{src.name}"[:200])
         added, duplicates, kind = result.added, result.duplicates, "labelled completions"
-    report = ImportReport(src.name, parsed.format, len(src.rows), added, duplicates, parsed.skipped_by_reason(),
-                          parsed.examples(), kind)
+    skipped, examples = parsed.skipped_by_reason(), parsed.examples()
+    for error in getattr(result, "errors", []):  # rows the store refused (its rules are the final word)
+        reason = error.split(": ", 1)[-1]
+        skipped[reason] = skipped.get(reason, 0) + 1
+        examples.setdefault(reason, error)
+    report = ImportReport(src.name, parsed.format, len(src.rows), added, duplicates, skipped, examples, kind)
     log.info("%s", report.summary())
     return report
 
@@ -253,3 +255,32 @@ def _plain(item: ParsedPair | ParsedCompletion) -> dict:
 def _quote(row: dict) -> str:
     text = json.dumps(row, ensure_ascii=False, default=str)
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Into the one pipeline (prefapp.preferences.resolve.preference_dataset): imported rows beside the votes' rows.
+
+VOTE_PROVENANCE = {"origin": "vote", "import_source": "", "import_format": "", "import_row": -1, "import_sha256": ""}
+
+
+def with_imported(store, votes, share: float | None = None, seed: int = 0) -> tuple[object, int, int]:
+    """The votes' rows plus the imported pairs, these at most `share` of the result (a seeded random subset when the
+    cap bites): (dataset, imported rows kept, imported rows left out by the cap). Every row gets the provenance
+    columns origin ('vote' or 'import'), import_source, import_format, import_row and import_sha256."""
+    import random
+
+    from datasets import Dataset, concatenate_datasets
+
+    imported = Dataset(store.imported_pairs_table())
+    total = keep = len(imported)
+    if share is not None and share < 1:
+        keep = min(total, int(share * len(votes) / (1 - share)))
+    if keep < total:
+        imported = imported.select(sorted(random.Random(seed).sample(range(total), keep)))
+    if not len(votes):
+        return imported, keep, total - keep
+    for column, value in VOTE_PROVENANCE.items():
+        votes = votes.add_column(column, [value] * len(votes))
+    if not keep:
+        return votes, 0, total
+    return concatenate_datasets([votes, imported.cast(votes.features)]), keep, total - keep

@@ -1,4 +1,5 @@
-"""Reading prompt sets: .txt (one prompt per line) and .jsonl ({"prompt": str} or {"messages": [...]}).
+"""Reading prompt sets: .txt (one prompt per line) and .jsonl ({"prompt": str} or {"messages": [...]}, cut after its
+last user turn).
 
 Bad lines are reported with their line number and what to fix; nothing is stored until the whole file parsed.
 """
@@ -63,8 +64,14 @@ def _jsonl_prompt(line: str, n: int, name: str) -> Prompt:
     if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
         return _checked_length(obj["prompt"], f"{name} line {n}")
     if isinstance(obj, dict) and isinstance(obj.get("messages"), list):
-        return obj["messages"]
+        return cut_after_last_user(obj["messages"]) or obj["messages"]  # no user turn: the store says why
     raise ConfigError(f'{name} line {n} needs a "prompt" string or a "messages" list of {{"role","content"}} objects')
+
+
+def cut_after_last_user(messages: list) -> list | None:
+    """A conversation up to its last user turn (the model answers that turn); None without a user turn."""
+    last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"), default=None)
+    return None if last is None else messages[: last + 1]
 
 
 def _checked_length(prompt: str, where: str) -> str:

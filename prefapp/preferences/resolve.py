@@ -19,6 +19,7 @@ from datasets import Dataset
 
 from prefapp.config import ConfigError
 from prefapp.preferences.export import ExportCounts, ExportResult, save_export
+from prefapp.preferences.pair_import import with_imported
 
 DISAGREEMENT = ("majority", "drop", "all")
 SOURCES = ("votes", "imported", "both")
@@ -32,12 +33,16 @@ class ExportOptions:
     both_bad: str = "drop"  # "written": keep both-bad votes that came with a human-written response
     written: str = "use"  # a human-written response becomes `chosen`
     sources: str = "votes"  # rows from the app's votes, from imported preference pairs, or both
+    imported_share: float | None = None  # with "both": imported rows are at most this share of the rows
 
     def validate(self) -> None:
         for name, allowed in (("disagreement", DISAGREEMENT), ("both_bad", BOTH_BAD), ("written", WRITTEN),
                               ("sources", SOURCES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.imported_share is not None and not 0 < self.imported_share <= 1:
+            raise ConfigError(f"imported_share={self.imported_share}: give a share above 0 and at most 1 (0.5: at "
+                              "most half the rows imported), or none for no cap")
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,9 @@ class ResolveCounts:
     ties: int  # left out: no preference
     both_bad: int  # both-bad answers left out
     human_written: int  # rows whose `chosen` an annotator wrote
-    rows: int
+    rows: int  # imported rows included
+    imported: int = 0  # rows from imported preference pairs (prefapp.preferences.pair_import)
+    imported_capped: int = 0  # imported pairs left out by ExportOptions.imported_share
 
     def as_export_counts(self) -> ExportCounts:
         return ExportCounts(votes=self.votes, pairs=self.rows, ties=self.ties, both_bad=self.both_bad)
@@ -59,7 +66,10 @@ class ResolveCounts:
         return (f"{self.rows} rows from {self.votes} votes on {self.pairs} pairs; left out: {self.ties} ties, "
                 f"{self.both_bad} both bad, {self.probe_votes} repeat-probe votes, {self.dropped_disagreements} "
                 f"pairs for disagreement (of {self.disagreeing_pairs} with disagreement); "
-                f"{self.human_written} rows have a human-written chosen response.")
+                f"{self.human_written} rows have a human-written chosen response."
+                + (f" {self.imported} imported pairs included" if self.imported else "")
+                + (f" ({self.imported_capped} imported pairs left out by the cap)" if self.imported_capped else "")
+                + ("." if self.imported or self.imported_capped else ""))
 
 
 def preference_dataset(store, options: ExportOptions = ExportOptions(),
@@ -71,12 +81,20 @@ def preference_dataset(store, options: ExportOptions = ExportOptions(),
     always of everything.
     """
     options.validate()
-    if options.sources != "votes":
-        raise ConfigError(f"sources={options.sources!r}: imported preference pairs are not available yet; "
-                          "use sources='votes'")
     args = (options.disagreement, options.both_bad, options.written)
-    counts = ResolveCounts(**store.preference_counts(*args))
-    return Dataset(store.preference_rows(*args, limit=limit)), counts
+    if options.sources == "votes":
+        counts = ResolveCounts(**store.preference_counts(*args))
+        return Dataset(store.preference_rows(*args, limit=limit)), counts
+    # Imported preference pairs (prefapp.preferences.pair_import), after the votes' rows when both are asked for.
+    if options.sources == "both":
+        votes, counts = Dataset(store.preference_rows(*args)), ResolveCounts(**store.preference_counts(*args))
+    else:
+        votes, counts = Dataset.from_dict({}), ResolveCounts(*[0] * 9)
+    share = options.imported_share if options.sources == "both" else None
+    dataset, kept, capped = with_imported(store, votes, share)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset, replace(counts, rows=counts.rows + kept, imported=kept, imported_capped=capped)
 
 
 def export_preferences(store, exports_dir: Path, name: str | None = None,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from prefapp.store.records import _canonical, _now, _utc, to_messages
+from prefapp.store.records import _ROUND_COLS, Round, _canonical, _json_dict, _now, _round, _utc, to_messages
 
 IMPORTED_COLUMNS = ("prompt", "chosen", "rejected", "source", "format", "source_row", "file_sha256")
 
@@ -82,7 +82,36 @@ class ImportStore:
         rows = self._cur().execute(f"SELECT {_COLS} FROM imported_pairs {where} ORDER BY id", params).fetchall()
         return [ImportedPair(i, json.loads(p), c, r, s, f, n, h, _utc(at)) for i, p, c, r, s, f, n, h, at in rows]
 
+    def imported_pairs_table(self):
+        """Every imported pair as a pyarrow Table in the DPO row shape of prefapp.preferences.resolve (conversational
+        prompt/chosen/rejected, the vote provenance columns empty) plus where each pair came from."""
+        return self._cur().sql(
+            "SELECT prompt::STRUCT(role VARCHAR, content VARCHAR)[] AS prompt, "
+            "[{'role': 'assistant', 'content': chosen}] AS chosen, [{'role': 'assistant', 'content': rejected}] "
+            "AS rejected, 'import-' || id AS pair_id, '' AS annotator, '' AS model_id, '' AS adapter_id, "
+            "false AS human_written, strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%f') || '+00:00' "
+            "AS voted_at, 'import' AS origin, source AS import_source, format AS import_format, "
+            "source_row AS import_row, file_sha256 AS import_sha256 FROM imported_pairs ORDER BY id").to_arrow_table()
+
     def imported_counts(self) -> dict[str, int]:
         """source -> imported pairs, largest first."""
         return dict(self._cur().execute(
             "SELECT source, count(*) AS n FROM imported_pairs GROUP BY source ORDER BY n DESC, source").fetchall())
+
+    def add_finished_round(self, base_model: str, adapter_path: str, config: dict, metrics: dict, provenance: dict,
+                           n_pairs: int = 0) -> Round:
+        """Record an adapter trained outside the app (`prefapp train`, another machine) as the next finished round."""
+        config_json, metrics_json = _json_dict(config, "config"), _json_dict(metrics, "metrics")
+        provenance_json = _json_dict(provenance, "provenance")
+        with self._write() as cur:
+            known = cur.execute("SELECT id FROM rounds WHERE adapter_path = ? AND status = 'finished'",
+                                [adapter_path]).fetchone()
+            if known is not None:
+                raise ValueError(f"{adapter_path} is already round {known[0]}: nothing was added")
+            (round_id,) = cur.execute("SELECT coalesce(max(id), 0) + 1 FROM rounds").fetchone()
+            now = _now()
+            cur.execute(
+                "INSERT INTO rounds (id, status, base_model, adapter_path, export_path, n_pairs, config, metrics, "
+                "started_at, finished_at, provenance) VALUES (?, 'finished', ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                [round_id, base_model, adapter_path, n_pairs, config_json, metrics_json, now, now, provenance_json])
+            return _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())

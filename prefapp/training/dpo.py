@@ -43,6 +43,7 @@ from datasets import Dataset
 
 from prefapp.config import ConfigError, TrainConfig
 from prefapp.preferences.export import PREFERENCE_COLUMNS
+from prefapp.training.adapters import record_hub_base
 from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ def train_dpo(
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():  # under torchrun every rank holds the same weights; one writes
             _save(trainer, tokenizer, output_dir)
+            record_hub_base(output_dir, base_model)  # a Hub base is named by its id, not this machine's cache path
             if not cancelled:
                 shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
     result = TrainResult(
