@@ -142,9 +142,25 @@ def test_oasst_trees_nested_to_any_depth_give_the_same_pairs_as_the_table(tmp_pa
         return {"message_id": message_id, "role": row["role"], "text": row["text"], "rank": row["rank"],
                 "deleted": row["deleted"], "replies": kids}
 
+    import gzip
+
     tree = {"message_tree_id": "p1", "tree_state": "ready_for_export", "prompt": node("p1")}
     parsed = preview(str(write(tmp_path / "trees.jsonl", [tree])))
     assert parsed.format == "oasst" and triples(parsed) == OASST_PAIRS
+    with gzip.open(tmp_path / "trees.jsonl.gz", "wt", encoding="utf-8") as f:  # as published
+        f.write(json.dumps(tree) + "\n")
+    assert triples(preview(str(tmp_path / "trees.jsonl.gz"))) == OASST_PAIRS
+
+
+def test_compressed_files_as_published_read_the_same(tmp_path):
+    """hh-rlhf ships as train.jsonl.gz, OpenAssistant trees as .trees.jsonl.gz."""
+    import gzip
+
+    path = tmp_path / "train.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in HH_RLHF)
+    parsed = preview(str(path))
+    assert parsed.format == "hh-rlhf" and triples(parsed) == CASES["hh-rlhf"][3]
 
 
 def test_kto_rows_parse_as_labelled_completions(tmp_path):

@@ -27,7 +27,7 @@ MAX_TEXT_CHARS = 200_000  # one prompt or answer; a longer cell is a dump, not a
 ROLE_NAMES = {"user": "user", "human": "user", "prompter": "user", "assistant": "assistant", "gpt": "assistant",
               "bot": "assistant", "model": "assistant", "chatgpt": "assistant", "system": "system"}
 HH_TURN = re.compile(r"\n\n(Human|Assistant):")  # Anthropic hh-rlhf: "\n\nHuman: ...\n\nAssistant: ..."
-PROMPT_COLUMNS = ("prompt", "conversations", "messages", "question", "instruction")
+PROMPT_COLUMNS = ("prompt", "conversations", "messages", "question", "instruction", "input", "query")
 RESPONSE_KEYS = ("response", "text", "completion", "content", "output")
 SCORE_COLUMNS = ("scores", "ratings", "rewards")
 
@@ -464,7 +464,7 @@ def _detect_pairs(cols: set, first: dict) -> tuple[str, str]:
         return "sharegpt", f"conversation + chosen/rejected ({tags or 'openai'} tags)"
     if "messages" in cols or isinstance(first.get("prompt"), list):
         return "sharegpt", "messages + chosen/rejected (openai tags)"
-    if any(c in cols for c in ("prompt", "question", "instruction")):
+    if any(c in cols for c in PROMPT_COLUMNS):
         if looks_hh(first.get("prompt")):
             return "hh-rlhf", "prompt holds Human:/Assistant: turns"
         return "trl-standard", "prompt/chosen/rejected text"

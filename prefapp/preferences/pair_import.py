@@ -24,6 +24,7 @@ MAX_ROWS = 2_000_000  # a preference set, even a large public one, is well under
 SAMPLE_ROWS = 3  # parsed rows shown before anything is written
 DETECT_ROWS = 20  # rows looked at to detect the format
 QUOTE_CHARS = 160  # how much of a skipped row is quoted
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")  # as published (hh-rlhf, OpenAssistant trees): read as they are
 
 
 @dataclass(frozen=True)
@@ -116,16 +117,18 @@ def _load(source: str, path: Path, split: str):
     from datasets import Dataset, load_dataset, load_from_disk
 
     suffix = path.suffix.lower()
+    if suffix in COMPRESSED and len(path.suffixes) > 1:
+        suffix = path.suffixes[-2].lower()  # data.jsonl.gz reads as .jsonl (datasets decompresses)
     try:
         if path.is_file():
             if suffix in (".json", ".jsonl"):
                 return load_json(path)
             if suffix == ".csv":
-                return Dataset.from_csv(str(path))
+                return load_dataset("csv", data_files=str(path), split="train")
             if suffix == ".parquet":
                 return Dataset.from_parquet(str(path))
             raise ConfigError(f"{path.name}: unsupported file type {suffix or '(none)'}: give a .json, .jsonl, "
-                              ".csv or .parquet file")
+                              ".csv or .parquet file (.gz, .bz2, .xz or .zst compressed JSON or CSV too)")
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
         if path.is_dir() and (path / "dataset_dict.json").exists():
@@ -146,13 +149,13 @@ def _load(source: str, path: Path, split: str):
 def load_json(path: Path):
     """JSON lines or a JSON array; when Arrow cannot give the rows one schema (OpenAssistant trees nest replies to
     any depth), the rows are read as plain JSON instead."""
-    from datasets import Dataset, load_dataset
+    from datasets import load_dataset
 
     try:
         return load_dataset("json", data_files=str(path), split="train")
     except Exception as exc:
         log.info("datasets could not read %s (%s); reading it as plain JSON", path, exc)
-    text = path.read_text(encoding="utf-8-sig")
+    text = _read_text(path)
     try:
         rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()
                                                                          if line.strip()]
@@ -162,6 +165,24 @@ def load_json(path: Path):
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ConfigError(f"{path.name}: expected one JSON object per row (an array of objects, or JSON lines)")
     return _PlainRows(rows)
+
+
+def _read_text(path: Path) -> str:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    if path.suffix.lower() == ".zst":
+        raise ConfigError(f"{path.name}: datasets could not read it and plain JSON needs it decompressed: "
+                          "run `zstd -d` on it first")
+    try:
+        if opener is None:
+            return path.read_text(encoding="utf-8-sig")
+        with opener(path, "rt", encoding="utf-8-sig") as f:
+            return f.read()
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ConfigError(f"{path.name} is not UTF-8 JSON text ({exc}): re-save it as UTF-8 JSON lines") from exc
 
 
 class _PlainRows:

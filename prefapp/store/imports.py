@@ -74,6 +74,8 @@ class ImportStore:
                     "file_sha256, created_at) SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])::JSON, "
                     "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::BIGINT[]), ?, ?, ?, ?",
                     [*map(list, columns), source.strip(), format, file_sha256, _now()])
+        if new:
+            self.checkpoint()  # an import can be large: into the .duckdb file now, not only the log
         return AddImportedResult(len(new), len(rows) - len(new))
 
     def imported_pairs(self, source: str | None = None) -> list[ImportedPair]:
@@ -114,4 +116,6 @@ class ImportStore:
                 "INSERT INTO rounds (id, status, base_model, adapter_path, export_path, n_pairs, config, metrics, "
                 "started_at, finished_at, provenance) VALUES (?, 'finished', ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
                 [round_id, base_model, adapter_path, n_pairs, config_json, metrics_json, now, now, provenance_json])
-            return _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
+            added = _round(cur.execute(f"SELECT {_ROUND_COLS} FROM rounds WHERE id = ?", [round_id]).fetchone())
+        self.checkpoint()  # a round's record goes into the .duckdb file, not only the log
+        return added

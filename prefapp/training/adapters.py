@@ -19,6 +19,7 @@ from prefapp.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+ROUND_FILE = "prefapp_round.json"  # written next to the adapter by training: what was trained, how, and how it went
 _SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -101,8 +102,6 @@ def check_adapter(adapter_dir: str | Path, model_source: str, model_label: str) 
 
 def round_record(adapter_dir: str | Path) -> dict:
     """What prefapp training wrote beside an adapter (config, metrics, n_pairs, ...), or {} for a foreign adapter."""
-    from prefapp.training.dpo import ROUND_FILE
-
     path = Path(adapter_dir) / ROUND_FILE
     try:
         return json.loads(path.read_text()) if path.is_file() else {}

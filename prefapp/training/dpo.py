@@ -43,12 +43,11 @@ from datasets import Dataset
 
 from prefapp.config import ConfigError, TrainConfig
 from prefapp.preferences.export import PREFERENCE_COLUMNS
-from prefapp.training.adapters import record_hub_base
+from prefapp.training.adapters import ROUND_FILE, record_hub_base  # noqa: F401 - ROUND_FILE: importers use it here
 from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
 
 log = logging.getLogger(__name__)
 
-ROUND_FILE = "prefapp_round.json"  # written next to the adapter: what was trained, how, and how it went
 CHECKPOINTS = "checkpoints"  # under the adapter dir: trainer checkpoints for resume; removed once a run finishes
 # The values DPOConfig.loss_type documents; checked here so a typo fails before the model loads.
 LOSS_TYPES = (
