@@ -1,28 +1,31 @@
-"""Load: N concurrent annotators voting through gradio_client against a real `prefapp serve` process.
+"""Capacity: how many votes/s one `prefapp serve` process sustains, with light asyncio clients over the HTTP API.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 20 --votes 10
+    OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 10 50 200 --votes 20
 
-The app runs as a subprocess with accounts on (one annotator account each, so the recorded annotator is the
-signed-in user). Phase 1: each annotator fetches its pairs (/next_pair: the model generates). Phase 2: all
-annotators vote as fast as they can; every vote is sent twice at once (a double click) and then once more (a
-retry after a lost answer); a send whose answer is lost on the client side is retried until the app answers.
-Afterwards the app is stopped and DuckDB is read directly: every vote the app confirmed must be there exactly
-once, no other vote, none answered "Recorded" twice. Prints votes/s and vote latency percentiles (p50, p95, max),
-with the pair fetches' figures beside them for scale. Exit status 1 when the exactly-once check fails.
+The app runs as a subprocess (open mode; `--auth` gives every annotator an account and signs each in). Each
+annotator is one asyncio task over one shared httpx connection pool, calling gradio's queue API exactly as any
+HTTP client would: POST /gradio_api/call/<endpoint> returns an event id, GET /gradio_api/call/<endpoint>/<id>
+streams the result. Per annotator count: phase 1 fetches `--votes` pairs per annotator (/next_pair; the model
+generates, so this measures generation, reported for scale); phase 2 votes on them, every annotator voting as fast
+as the app answers, one request outstanding each (a closed loop), and every 10th vote sent twice at once (a double
+click). Reported: votes/s sustained over phase 2 and the p50/p95/max of one vote's round trip. Afterwards the app is
+stopped (SIGTERM: a clean stop) and DuckDB is read directly: every vote the app answered "Recorded" must be there
+exactly once, and no other. Exit status 1 when that check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable as a plain script from anywhere
 
 import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
 
 from prefapp.hosting.auth import add_user  # noqa: E402
 from prefapp.store import Store  # noqa: E402
@@ -39,143 +41,186 @@ PASSWORD = "load-test-password"
 
 
 def free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_app(workdir: Path, users_file: Path | None) -> tuple[subprocess.Popen, str]:
+def start_app(workdir: Path, users_file: Path | None, cpus: str | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFAPP_")}
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PREFAPP_BACKUP_KEEP="0")
     cmd = [sys.executable, "-m", "prefapp.cli", "serve", "--model", "demo", "--data-dir", str(workdir / "data"),
            "--port", str(port)] + (["--users-file", str(users_file)] if users_file else [])
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
     log = (workdir / "app.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(240):
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(480):
         if proc.poll() is not None:
             sys.exit("the app exited:\n" + (workdir / "app.log").read_text()[-3000:])
         try:
-            httpx.get(url, timeout=2)
+            httpx.get(url + "/gradio_api/startup-events", timeout=2)
             return proc, url
         except httpx.HTTPError:
             time.sleep(0.5)
-    sys.exit("the app did not start in 120 s")
+    sys.exit("the app did not start in 240 s")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
+class CallError(Exception):
+    pass
+
+
+async def call(http: httpx.AsyncClient, endpoint: str, *args: object) -> list:
+    """One call through gradio's queue: join, then read the result stream to its end."""
+    joined = await http.post(f"/gradio_api/call/{endpoint}", json={"data": list(args)})
+    joined.raise_for_status()
+    event_id = joined.json()["event_id"]
+    async with http.stream("GET", f"/gradio_api/call/{endpoint}/{event_id}") as stream:
+        event = None
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = line[5:].strip()
+                if event == "error":
+                    raise CallError(data)
+                return json.loads(data)
+    raise CallError(f"the stream for {endpoint} ended without a result")
+
+
+@dataclass
 class Annotator:
-    def __init__(self, url: str, name: str, auth: bool) -> None:
-        self.name = name
-        self.claimed = "someone-else" if auth else name  # with accounts the server must ignore this and use `name`
-        self.client = Client(url, auth=(name, PASSWORD) if auth else None, verbose=False)
-        self.pairs: list[str] = []
-        self.fetch_s: list[float] = []
-        self.vote_s: list[float] = []
-        self.recorded: dict[str, int] = {}  # pair id -> answers saying "Recorded" (must be at most 1)
-        self.repeats_ok = 0  # repeated sends answered "Already recorded"
-        self.sends = 0  # vote sends that got an answer
-        self.client_errors = 0  # sends whose answer was lost on the way (the vote may still be stored)
+    name: str
+    http: httpx.AsyncClient
+    pairs: list[str] = field(default_factory=list)
+    fetch_s: list[float] = field(default_factory=list)
+    vote_s: list[float] = field(default_factory=list)
+    recorded: dict[str, int] = field(default_factory=dict)  # pair id -> answers saying "Recorded" (must be 1)
+    errors: int = 0
 
-    def fetch(self, n: int) -> None:
+    async def fetch(self, n: int) -> None:
         while len(self.pairs) < n:
             t = time.perf_counter()
             try:
-                pair_id, *_ = self.client.predict(self.claimed, api_name="/next_pair")
-            except Exception:  # a dropped answer: ask again (the orphaned pair is simply never voted on)
-                self.client_errors += 1
+                pair_id, *_ = await call(self.http, "next_pair", self.name)
+            except (httpx.HTTPError, CallError):
+                self.errors += 1
                 continue
             self.fetch_s.append(time.perf_counter() - t)
             self.pairs.append(pair_id)
 
-    def send(self, jobs: list) -> list[str]:
-        """The answers that came back; a send whose answer was lost (client or network error) is counted."""
-        answers = []
-        for job in jobs:
-            try:
-                answers.append(job.result())
-            except Exception:
-                self.client_errors += 1
-        return answers
-
-    def vote_all(self, choices: str = "AB") -> None:
+    async def vote_all(self) -> None:
         for i, pair_id in enumerate(self.pairs):
-            choice = choices[i % len(choices)]
-            submit = lambda: self.client.submit(pair_id, choice, self.claimed, api_name="/vote")  # noqa: E731
-            t = time.perf_counter()
-            answers = self.send([submit(), submit()])  # a double click
-            self.vote_s.append(time.perf_counter() - t)
-            answers += self.send([submit()])  # a retry, as after a lost answer
-            while not answers:  # every answer lost: retry until the app confirms
-                answers += self.send([submit()])
+            sends = 2 if i % 10 == 0 else 1  # a double click now and then
+            answers: list[str] = []
+            while not answers:  # an answer lost on the way: send again until the app confirms
+                t = time.perf_counter()
+                results = await asyncio.gather(*(call(self.http, "vote", pair_id, "AB"[i % 2], self.name)
+                                                 for _ in range(sends)), return_exceptions=True)
+                elapsed = time.perf_counter() - t
+                answers = [r[0] for r in results if isinstance(r, list)]
+                self.errors += sum(not isinstance(r, list) for r in results)
+            self.vote_s.append(elapsed)
             self.recorded[pair_id] = sum(a.startswith("Recorded") for a in answers)
-            self.repeats_ok += sum(a.startswith("Already recorded") for a in answers)
-            self.sends += len(answers)
+
+
+async def sign_in(http: httpx.AsyncClient, name: str) -> None:
+    answer = await http.post("/login", data={"username": name, "password": PASSWORD})
+    answer.raise_for_status()
+
+
+async def run_level(url: str, n: int, votes: int, auth: bool, offset: int) -> dict:
+    names = [f"annotator{offset + i:03d}" for i in range(n)]
+    limits = httpx.Limits(max_connections=2 * n + 10, max_keepalive_connections=2 * n + 10)
+    clients = [httpx.AsyncClient(base_url=url, timeout=120, limits=limits) for _ in range(n)] if auth else None
+    shared = None if auth else httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
+    try:
+        annotators = [Annotator(name, clients[i] if auth else shared) for i, name in enumerate(names)]
+        if auth:  # cookies per annotator; sign-ins are slow on purpose and not what is measured
+            for a in annotators:
+                await sign_in(a.http, a.name)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(a.fetch(votes) for a in annotators))
+        fetch_wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await asyncio.gather(*(a.vote_all() for a in annotators))
+        vote_wall = time.perf_counter() - t0
+    finally:
+        for c in clients or [shared]:
+            await c.aclose()
+    vote_s = [s for a in annotators for s in a.vote_s]
+    fetch_s = [s for a in annotators for s in a.fetch_s]
+    return {"annotators": n, "votes": len(vote_s), "votes_per_s": len(vote_s) / vote_wall,
+            "p50_ms": statistics.median(vote_s) * 1e3, "p95_ms": percentile(vote_s, 0.95) * 1e3,
+            "max_ms": max(vote_s) * 1e3, "fetch_per_s": len(fetch_s) / fetch_wall,
+            "fetch_p50_ms": statistics.median(fetch_s) * 1e3, "fetch_p95_ms": percentile(fetch_s, 0.95) * 1e3,
+            "errors": sum(a.errors for a in annotators),
+            "confirmed": {(p, a.name) for a in annotators for p, k in a.recorded.items() if k == 1},
+            "twice": sum(k > 1 for a in annotators for k in a.recorded.values()),
+            "unconfirmed": sum(k == 0 for a in annotators for k in a.recorded.values())}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--annotators", type=int, default=20)
-    parser.add_argument("--votes", type=int, default=10, help="votes per annotator")
-    parser.add_argument("--no-auth", action="store_true", help="run the app open (annotator names from the client)")
+    parser.add_argument("--annotators", type=int, nargs="+", default=[10, 50, 200])
+    parser.add_argument("--votes", type=int, default=20, help="votes per annotator at each level")
+    parser.add_argument("--auth", action="store_true", help="accounts on: each annotator signs in")
+    parser.add_argument("--server-cpus", help="pin the app to these CPUs (taskset list, e.g. 0); clients elsewhere")
     args = parser.parse_args()
-    names = [f"annotator{i:02d}" for i in range(args.annotators)]
     with tempfile.TemporaryDirectory(prefix="prefapp-load-") as tmp:
         workdir = Path(tmp)
         users_file = None
-        if not args.no_auth:
+        if args.auth:
             users_file = workdir / "users.toml"
-            for name in names:
-                add_user(users_file, name, "annotator", PASSWORD)
-        proc, url = start_app(workdir, users_file)
+            offset = 0
+            for n in args.annotators:
+                for i in range(n):
+                    add_user(users_file, f"annotator{offset + i:03d}", "annotator", PASSWORD)
+                offset += n
+        proc, url = start_app(workdir, users_file, args.server_cpus)
+        results = []
         try:
-            t0 = time.perf_counter()  # sign in one after another: PBKDF2 is slow on purpose, and not what we measure
-            annotators = [Annotator(url, n, users_file is not None) for n in names]
-            login_wall = time.perf_counter() - t0
-            with ThreadPoolExecutor(args.annotators) as pool:
-                t0 = time.perf_counter()
-                list(pool.map(lambda a: a.fetch(args.votes), annotators))
-                fetch_wall = time.perf_counter() - t0
-                barrier_start = time.perf_counter()
-                list(pool.map(lambda a: a.vote_all(), annotators))
-                vote_wall = time.perf_counter() - barrier_start
+            offset = 0
+            for n in args.annotators:
+                results.append(asyncio.run(run_level(url, n, args.votes, args.auth, offset)))
+                offset += n
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_app(proc)
         with Store(workdir / "data" / "prefapp.duckdb") as store:
             stored = [(v.pair_id, v.annotator) for v in store.votes()]
 
-    confirmed = sorted((p, a.name) for a in annotators for p in a.recorded)  # the app said it is stored
-    double = sum(n > 1 for a in annotators for n in a.recorded.values())  # recorded twice: must be 0
-    sent = args.annotators * args.votes
-    fetch_s = [s for a in annotators for s in a.fetch_s]
-    vote_s = [s for a in annotators for s in a.vote_s]
-    errors = sum(a.client_errors for a in annotators)
-    answered = sum(a.sends for a in annotators)
-    repeats = sum(a.repeats_ok for a in annotators)
-    exactly_once = (confirmed == sorted(stored) and len(set(stored)) == len(stored) and len(confirmed) == sent
-                    and double == 0 and repeats + sum(n for a in annotators for n in a.recorded.values()) == answered)
-    print(f"load: {args.annotators} annotators x {args.votes} votes, auth {'off' if args.no_auth else 'on'}, "
-          f"demo model, {os.cpu_count()} CPU cores; {args.annotators} clients connected in {login_wall:.1f} s")
-    print(f"{'phase':<26}{'ops':>6}{'ops/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
-    for label, samples, wall in (("next_pair (generates)", fetch_s, fetch_wall),
-                                 ("vote (2 sends at once)", vote_s, vote_wall)):
-        print(f"{label:<26}{len(samples):>6}{len(samples) / wall:>9.1f}{statistics.median(samples) * 1e3:>9.0f}"
-              f"{percentile(samples, 0.95) * 1e3:>9.0f}{max(samples) * 1e3:>9.0f}")
-    print(f"votes confirmed {len(confirmed)}/{sent}; in DuckDB {len(stored)} rows, {len(set(stored))} distinct; "
-          f"recorded twice: {double}; {repeats} repeated sends answered 'Already recorded' ({answered} answers); "
-          f"answers lost on the client side (then retried): {errors}; "
-          f"recorded annotators are the signed-in users: {sorted({a for _, a in stored}) == sorted(names)}")
-    print("exactly once:", "PASS" if exactly_once else "FAIL")
+    confirmed = set().union(*(r["confirmed"] for r in results))
+    exactly_once = (sorted(confirmed) == sorted(stored) and len(set(stored)) == len(stored)
+                    and not any(r["twice"] or r["unconfirmed"] for r in results))
+    print(f"load: demo model, auth {'on' if args.auth else 'off'}, {os.cpu_count()} CPU cores"
+          + (f", app pinned to CPUs {args.server_cpus}" if args.server_cpus else "")
+          + f", load average before {os.getloadavg()[0]:.1f}; clients: asyncio + httpx over /gradio_api/call")
+    print(f"{'annotators':>10}{'votes':>7}{'votes/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
+          f"{'pairs/s':>9}{'pair p50':>9}{'pair p95':>9}{'errors':>7}")
+    for r in results:
+        print(f"{r['annotators']:>10}{r['votes']:>7}{r['votes_per_s']:>9.1f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
+              f"{r['max_ms']:>8.0f}{r['fetch_per_s']:>9.1f}{r['fetch_p50_ms']:>9.0f}{r['fetch_p95_ms']:>9.0f}"
+              f"{r['errors']:>7}")
+    print(f"votes confirmed {len(confirmed)}; in DuckDB {len(stored)} rows, {len(set(stored))} distinct; recorded "
+          f"twice: {sum(r['twice'] for r in results)}; exactly once: {'PASS' if exactly_once else 'FAIL'}")
     return 0 if exactly_once else 1
 
 
