@@ -12,6 +12,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright cannot download i
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]  # without the networking flags Chromium keeps dialling out from a closed network
 TIMEOUT_MS = 30_000
+FIRST_PAIR_MS = 120_000  # the first pair of a fresh app waits on a generate call: slow on a loaded 2-core machine
 
 
 def free_port() -> int:

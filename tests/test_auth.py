@@ -15,9 +15,9 @@ from prefapp.hosting.auth import Accounts, add_user, hash_password, verify_passw
 from prefapp.hosting.routes import launch_options
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
-from prefapp.ui.app import PrefUI
-from prefapp.ui.access import PUBLIC_HANDLERS, handler_name
-from tests.browser import TIMEOUT_MS, chromium, served
+from prefapp.ui.access import ADMIN, ANNOTATOR, PUBLIC, guard_events, handler_name, on, role_of
+from prefapp.ui.app import API_NAMES, PrefUI
+from tests.browser import FIRST_PAIR_MS, TIMEOUT_MS, chromium, served
 
 PASSWORD = "correct horse battery"
 ADMIN_ONLY_API = {"/export": ("", ""), "/train": (), "/train_status": (), "/set_generator": ("base",)}
@@ -66,18 +66,68 @@ def test_bad_users_config_names_the_fix() -> None:
         hash_password("short")
 
 
-def test_every_event_has_a_role_and_admin_actions_need_admin(app) -> None:
+def test_every_event_declares_its_role_where_it_is_wired(app) -> None:
     ui, _ = app
-    fns = [f for f in ui.blocks.fns.values() if f.fn is not None]
-    assert len(ui.roles) == len({r for r in ui.roles}) and set(ui.roles) >= {"api_vote", "_on_export"}
-    for name in ("_on_export", "_on_start", "_on_cancel", "_on_add_prompts", "_on_sampling", "_on_generator",
-                 "_on_backup", "api_export", "api_train", "api_set_generator", "_on_data", "_on_poll"):
-        assert ui.roles[name] == "admin", name
-    for name in ("_on_vote", "_on_next_pair", "_on_chat", "api_vote", "api_next_pair"):
-        assert ui.roles[name] == "annotator", name
+    events = {i: f for i, f in ui.blocks.fns.items() if f.fn is not None}  # gr.api, .then and .success included
+    undeclared = [handler_name(f.fn) for f in events.values() if role_of(f) not in (PUBLIC, ANNOTATOR, ADMIN)]
+    assert undeclared == [] and ui.roles == {i: role_of(f) for i, f in events.items()}
+    endpoints = {f.api_name: role_of(f) for f in events.values() if f.api_name in API_NAMES}
+    assert endpoints == {name: ANNOTATOR if name in ("next_pair", "vote", "undo", "chat") else ADMIN
+                         for name in API_NAMES}
+    chained = [f for f in events.values() if any(event in ("then", "success") for _, event in f.targets)]
+    assert len(chained) >= 5 and all(role_of(f) for f in chained)
+    by_handler = {handler_name(f.fn): role_of(f) for f in events.values()}
+    for name in ("DataTab.on_export", "TrainTab.on_start", "TrainTab.on_cancel", "DataTab.on_add_prompts",
+                 "LabelTab.on_sampling", "ChatTab.on_generator", "ChatTab.on_pick_aligned", "Header.on_backup",
+                 "DataTab.on_refresh", "TrainTab.on_poll", "TrainTab.on_merge", "QualityTab.on_refresh"):
+        assert by_handler[name] == ADMIN, name
+    for name in ("LabelTab.on_vote", "LabelTab.on_next_pair", "LabelTab.on_undo", "ChatTab.on_chat"):
+        assert by_handler[name] == ANNOTATOR, name
+    # Every event in an admin tab needs an admin, whatever its handler is called.
+    for f in events.values():
+        blocks = [ui.blocks.blocks.get(target) for target, _ in f.targets if target is not None]
+        if blocks and all(_inside(b, (ui.data.tab, ui.train.tab, ui.quality.tab)) for b in blocks):
+            assert role_of(f) == ADMIN, handler_name(f.fn)
     # every Python event is guarded, but the one that says who is signed in
-    assert [handler_name(f.fn) for f in fns if not hasattr(f.fn, "__wrapped__")] == ["_on_access_load"]
-    assert PUBLIC_HANDLERS == {"_on_access_load", "_check_login_status"}
+    assert [handler_name(f.fn) for f in events.values() if not hasattr(f.fn, "__wrapped__")] == ["PrefUI.on_signed_in"]
+
+
+def _inside(block, tabs) -> bool:
+    while block is not None:
+        if any(block is tab for tab in tabs):
+            return True
+        block = getattr(block, "parent", None)
+    return False
+
+
+def test_an_event_without_a_declared_role_is_refused_to_everyone(users_toml: str) -> None:
+    import gradio as gr
+
+    def forgotten_api(text: str) -> str:
+        return "ran"
+
+    def build() -> gr.Blocks:
+        with gr.Blocks() as blocks:
+            box, out, button = gr.Textbox(), gr.Textbox(), gr.Button()
+            on(button.click, lambda text: "ran", box, out, role=ANNOTATOR, api_name="declared")
+            button.click(lambda text: "ran", box, out, api_name="undeclared")  # wired without a role
+            gr.api(forgotten_api, api_name="forgotten")
+            dependency = on(box.submit, lambda text: "ran", box, out, role=ADMIN, api_name="declared_admin")
+            dependency.then(lambda text: "ran", box, out, api_name="undeclared_then")
+        return blocks
+
+    for accounts in (None, Accounts.from_toml(users_toml)):
+        blocks = build()
+        roles = guard_events(blocks, accounts)
+        assert sorted(map(str, roles.values())) == ["None", "None", "None", "admin", "annotator"]
+        auth = dict(auth=accounts.check) if accounts else {}
+        with served(blocks, **auth) as url:
+            client = Client(url, auth=("boss", PASSWORD) if accounts else None, verbose=False)
+            assert client.predict("x", api_name="/declared") == "ran"
+            assert client.predict("x", api_name="/declared_admin") == "ran"
+            for endpoint in ("/undeclared", "/forgotten", "/undeclared_then"):  # refused even to an admin
+                with pytest.raises(AppError, match="declares no role, so it is refused to everyone"):
+                    client.predict("x", api_name=endpoint)
 
 
 def test_annotator_cannot_reach_admin_api_and_cannot_forge_the_annotator(app, service: PrefService) -> None:
@@ -117,14 +167,14 @@ def _call_event(http: httpx.Client, url: str, fn_index: int, data: list) -> dict
 
 def test_a_hidden_ui_event_called_directly_is_refused_to_an_annotator(app, service: PrefService) -> None:
     ui, url = app
-    export_index = next(i for i, f in ui.blocks.fns.items() if f.fn and getattr(f.fn, "__name__", "") == "_on_export")
+    export_index = next(i for i, f in ui.blocks.fns.items() if f.fn and handler_name(f.fn) == "DataTab.on_export")
     defaults = ["" if c.value is None else c.value for c in ui.blocks.fns[export_index].inputs[1:]]  # as first shown
     with httpx.Client(timeout=60) as http:
         http.post(f"{url}login", data={"username": "ann", "password": PASSWORD}).raise_for_status()
         refused = _call_event(http, url, export_index, ["stolen", *defaults])
     assert refused["success"] is False and "needs the admin role" in json.dumps(refused)
     assert not (service.config.exports_dir / "stolen").exists()
-    poll_index = next(i for i, f in ui.blocks.fns.items() if f.fn and getattr(f.fn, "__name__", "") == "_on_poll")
+    poll_index = next(i for i, f in ui.blocks.fns.items() if f.fn and handler_name(f.fn) == "TrainTab.on_poll")
     with httpx.Client(timeout=60) as http:  # a timer tick an annotator's page may still send: answered quietly
         http.post(f"{url}login", data={"username": "ann", "password": PASSWORD}).raise_for_status()
         tick = _call_event(http, url, poll_index, [])
@@ -157,7 +207,7 @@ def test_an_annotator_in_the_browser_labels_as_themself_and_sees_no_admin_tabs(
         expect(page.get_by_label("Your name (annotator)")).to_have_value("ann")
         expect(page.get_by_label("Your name (annotator)")).to_be_disabled()
         pair_box = page.locator("#pair-id textarea")
-        expect(pair_box).not_to_have_value("")  # the first pair came without typing a name
+        expect(pair_box).not_to_have_value("", timeout=FIRST_PAIR_MS)  # came without typing a name
         pair_id = pair_box.input_value()
         expect(page.get_by_role("tab", name="Label")).to_be_visible()
         for tab in ("Data", "Train", "Quality"):  # disabled, and so taken off the tab bar

@@ -75,17 +75,14 @@ def test_backup_while_votes_are_written_is_a_consistent_database(service) -> Non
 
 
 def test_space_without_storage_warns_and_exports_in_one_click(service, monkeypatch) -> None:
-    import functools
-
     from prefapp.ui.app import PrefUI
 
     monkeypatch.setenv("SPACE_ID", "someone/prefapp")
     pair = service.next_pair("ann")
     service.vote(pair.pair_id, "A", "ann")
     ui = PrefUI(service)
-    assert ui.access.value.startswith("Open access on 127.0.0.1 (this machine only): no accounts")
+    assert ui.header.access.value.startswith("Open access on 127.0.0.1 (this machine only): no accounts")
     assert "lost when it restarts" in storage_warning(service.config.data_dir)
-    rescue = next(f.fn for f in ui.blocks.fns.values() if isinstance(f.fn, functools.partial)
-                  and f.fn.func.__name__ == "_on_rescue_export")
+    rescue = next(f.fn for f in ui.blocks.fns.values() if (ui.header.rescue_button._id, "click") in f.targets)
     assert rescue("").startswith("Exported 1 pairs")
     assert len(list(service.config.exports_dir.glob("*.parquet"))) == 1

@@ -25,7 +25,7 @@ from prefapp.hosting.auth import Accounts, HubLogin, access_from_env, add_user
 from prefapp.config import ConfigError
 from prefapp.service import PrefService
 from prefapp.ui.app import PrefUI
-from tests.browser import chromium, served
+from tests.browser import FIRST_PAIR_MS, chromium, served
 
 OAUTH_SECRET = "space-oauth-secret"
 SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "team/prefapp", "OAUTH_CLIENT_ID": "prefapp-client",
@@ -133,7 +133,7 @@ def test_the_browser_shows_sign_in_then_labels_as_the_hub_user(app, service: Pre
         expect(page.get_by_label("Access")).to_have_value("Signed in as bob (annotator).")
         expect(page.get_by_label("Your name (annotator)")).to_have_value("bob")
         pair_box = page.locator("#pair-id textarea")
-        expect(pair_box).not_to_have_value("")
+        expect(pair_box).not_to_have_value("", timeout=FIRST_PAIR_MS)  # the first pair came without typing a name
         pair_id = pair_box.input_value()
         for tab in ("Data", "Train", "Quality"):  # disabled, and so taken off the tab bar
             admin_tab = page.get_by_role("tab", name=tab, include_hidden=True)

@@ -11,7 +11,8 @@ from gradio_client.exceptions import AppError
 
 from prefapp.service import PrefService
 from prefapp.training.progress import TrainProgress
-from prefapp.ui.app import API_NAMES, build_ui, history_frame
+from prefapp.ui.app import API_NAMES, build_ui
+from prefapp.ui.train_tab import history_frame
 from tests.browser import served
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/quality", "/export", "/train",

@@ -2,13 +2,38 @@
 
 import html
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 import pandas as pd
 
-from prefapp.service import ModelInfo
+from prefapp.service import ModelInfo, round_adapter_name
 from prefapp.store import Round
+
+Update = dict[Any, Any]  # {component: new value}: gradio applies only the components named
+PRIVATE = dict(api_visibility="private")  # UI events; the API is the named functions of prefapp.ui.api
+
+
+def capitalized(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+def round_name(which: str | None) -> str | None:
+    """'base'/'' -> None, '3' -> 'round-3', 'round-3' stays."""
+    which = (which or "").strip()
+    if which in ("", "base"):
+        return None
+    return round_adapter_name(int(which)) if which.isdigit() else which
+
+
+def round_choices(service: Any) -> list[str]:
+    """The finished rounds' adapters, in order, for a dropdown."""
+    names = list(service.policy.adapters)  # copy: training may add one from its thread
+    return sorted(names, key=lambda n: (len(n), n))
+
+
+def aligned_dropdown(service: Any) -> gr.Dropdown:
+    return gr.Dropdown(choices=round_choices(service), value=service.aligned)
 
 
 @contextmanager

@@ -1,0 +1,113 @@
+"""The named API (gradio_client: `Client(url).predict(..., api_name="/vote")`): one function per intent, each with
+its role declared where it is registered. The same service calls the tabs make; errors come back as messages.
+
+No `from __future__ import annotations` here: gradio reads these functions' type hints at runtime
+(`get_return_types` uses the raw annotation, so a string annotation would turn a 4-tuple into one output).
+"""
+
+from dataclasses import asdict
+from typing import Literal
+
+import gradio as gr
+
+from prefapp.config import TrainConfig
+from prefapp.service import PrefService
+from prefapp.ui.access import ADMIN, ANNOTATOR, api
+from prefapp.ui.chat_tab import set_generator_message
+from prefapp.ui.common import user_errors
+from prefapp.ui.data_tab import export_message
+from prefapp.ui.label_tab import LABEL_CONCURRENCY
+from prefapp.ui.train_tab import start_message, status_dict
+
+API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "quality", "export", "train",
+             "train_status", "chat", "set_generator")
+
+
+class Api:
+    """The endpoints, each registered with who may call it."""
+
+    def __init__(self, service: PrefService) -> None:
+        self.service = service
+
+    def events(self) -> None:
+        # Labelling calls share the Label tab's concurrency group: one annotator waiting on the model must not
+        # hold up the others.
+        api(self.next_pair, api_name="next_pair", role=ANNOTATOR, **LABEL_CONCURRENCY)
+        api(self.vote, api_name="vote", role=ANNOTATOR, **LABEL_CONCURRENCY)
+        api(self.undo, api_name="undo", role=ANNOTATOR, **LABEL_CONCURRENCY)
+        api(self.add_prompts, api_name="add_prompts", role=ADMIN)
+        api(self.import_prompts, api_name="import_prompts", role=ADMIN)
+        api(self.quality, api_name="quality", role=ADMIN)
+        api(self.export, api_name="export", role=ADMIN)
+        api(self.train, api_name="train", role=ADMIN)
+        api(self.train_status, api_name="train_status", role=ADMIN)
+        api(self.chat, api_name="chat", role=ANNOTATOR)
+        api(self.set_generator, api_name="set_generator", role=ADMIN)
+
+    def next_pair(self, annotator: str) -> tuple[str, str, str, str]:
+        """Two new responses to the least-labelled prompt for `annotator`: (pair_id, prompt, response_a, response_b)."""
+        with user_errors():
+            pair = self.service.next_pair(annotator)
+        return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
+
+    def vote(self, pair_id: str, choice: Literal["A", "B", "tie", "both_bad"], annotator: str) -> str:
+        """Record `annotator`'s choice for a pair (A, B, tie or both_bad); a repeated vote changes nothing."""
+        with user_errors():
+            return self.service.vote(pair_id, choice, annotator).message
+
+    def undo(self, annotator: str) -> tuple[str, str, str, str]:
+        """Take back `annotator`'s last vote: the pair it was on, to vote again (pair_id, prompt, response_a,
+        response_b)."""
+        with user_errors():
+            pair = self.service.undo(annotator)
+        if pair is None:
+            raise gr.Error(f"{annotator.strip() or 'This annotator'} has no vote to undo.", print_exception=False)
+        return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
+
+    def add_prompts(self, text: str) -> str:
+        """Add prompts, one per line; duplicates and blank lines are skipped and counted."""
+        with user_errors():
+            return self.service.add_typed_prompts(text)
+
+    def import_prompts(self, source: str, column: str = "", split: str = "train") -> str:
+        """Import prompts from a file under the data folder (.txt, .csv, .jsonl, .parquet, a saved dataset) or a
+        Hub dataset name; `column` picks the prompt column (empty: guessed)."""
+        with user_errors():
+            return self.service.import_prompt_source(source.strip(), column.strip() or None, split or "train")
+
+    def quality(self) -> dict:
+        """The Quality tab's figures: per-annotator stats, agreement (percent, Fleiss' and Cohen's kappa), probes."""
+        return asdict(self.service.quality())
+
+    def export(self, name: str = "", push_to: str = "", disagreement: str = "majority", both_bad: str = "drop",
+               written: str = "use") -> str:
+        """Export the votes as a datasets dataset (save_to_disk + Parquet), resolving disagreements (majority, drop,
+        all), both-bad (drop, written) and human-written responses (use, ignore); optionally push it to the Hub."""
+        return export_message(self.service, name, push_to, disagreement, both_bad, written)
+
+    def train(
+        self, beta: float = TrainConfig.beta, learning_rate: float = TrainConfig.learning_rate,
+        num_epochs: float = TrainConfig.num_epochs, batch_size: int = TrainConfig.batch_size,
+        max_length: int = TrainConfig.max_length, lora_r: int = TrainConfig.lora_r,
+        loss_type: str = TrainConfig.loss_type, precompute_ref_log_probs: bool = False,
+        save_steps: int = TrainConfig.save_steps,
+    ) -> str:
+        """Export the current votes and start a DPO LoRA round in the background; poll /train_status."""
+        return start_message(self.service, beta, learning_rate, num_epochs, batch_size, max_length, lora_r,
+                             loss_type, precompute_ref_log_probs, save_steps)
+
+    def train_status(self) -> dict:
+        """The latest training progress: state, step, total_steps, epoch, elapsed_s, eta_s, metrics, message."""
+        service = self.service
+        return status_dict(service.training_status(), service.training_running(), service.rounds())
+
+    def chat(self, message: str) -> tuple[str, str]:
+        """One message to the base and the aligned model: (base_reply, aligned_reply; '' when no round is trained)."""
+        with user_errors():
+            base, aligned = self.service.chat([], [], message)
+        return base, aligned or ""
+
+    def set_generator(self, which: str) -> str:
+        """Make a finished round (e.g. 'round-1' or '1') or 'base' the model that writes new pairs."""
+        return set_generator_message(self.service, which)
+

@@ -1,0 +1,109 @@
+"""The Chat tab: one message to the base and the aligned model side by side, the aligned round to compare with,
+and (admin) which model writes new pairs.
+
+Model output is untrusted text: the transcripts are read-only textboxes, which show exactly the characters the
+model wrote.
+"""
+
+from functools import partial
+from typing import Literal
+
+import gradio as gr
+
+from prefapp.service import PrefService
+from prefapp.ui.access import ADMIN, ANNOTATOR, on, page_load
+from prefapp.ui.common import PRIVATE, Update, aligned_dropdown, model_text, round_choices, round_name, toast_text, \
+    user_errors
+from prefapp.ui.header import Header
+
+NO_ALIGNED = "No aligned model yet: train a round in the Train tab."
+
+
+def transcript(history: list[dict]) -> str:
+    """A chat history as plain text, one block per turn."""
+    return "\n\n".join(f"{'You' if m['role'] == 'user' else 'Model'}: {m['content']}" for m in history)
+
+
+def set_generator_message(service: PrefService, which: str) -> str:
+    """Make a finished round ('round-1' or '1') or 'base' the model that writes new pairs."""
+    with user_errors():
+        return service.set_generator(round_name(which))
+
+
+class ChatTab:
+    """Compare the base and the aligned model on your own messages."""
+
+    def __init__(self, service: PrefService, header: Header) -> None:
+        self.service = service
+        self.header = header
+
+    def render(self) -> None:
+        with gr.Tab("Chat") as self.tab:
+            with gr.Row():
+                self.aligned_pick = gr.Dropdown(label="Aligned model (a finished round)", scale=2,
+                                                choices=round_choices(self.service), value=self.service.aligned)
+                self.use_aligned = gr.Button("Use the aligned model as the generator for new pairs", scale=2)
+                self.use_base = gr.Button("Back to the base model as generator", scale=1)
+            with gr.Row(equal_height=True):
+                self.base_chat = gr.Textbox(label="Base model", interactive=False, lines=14, max_lines=14,
+                                            autoscroll=True)
+                self.aligned_chat = gr.Textbox(label="Aligned model", interactive=False, lines=14, max_lines=14,
+                                               autoscroll=True, placeholder=NO_ALIGNED)
+            with gr.Row():
+                self.message = gr.Textbox(label="Message to both models", scale=4, submit_btn=False)
+                self.send = gr.Button("Send", variant="primary", scale=1)
+                self.clear = gr.Button("Clear", scale=1)
+            self.base_history = gr.State([])  # [{"role", "content"}] as the model saw it: small and copyable
+            self.aligned_history = gr.State([])
+
+    @property
+    def admin_only(self) -> list:
+        return [self.use_aligned, self.use_base]
+
+    def events(self) -> None:
+        view = [self.base_chat, self.aligned_chat, self.base_history, self.aligned_history, self.message]
+        model_info = self.header.model_info
+        on(page_load(), self.on_load, None, [self.aligned_pick], role=ANNOTATOR, **PRIVATE)
+        on([self.send.click, self.message.submit], self.on_chat, [self.message, self.base_history,
+           self.aligned_history], view, role=ANNOTATOR, **PRIVATE)
+        on(self.clear.click, self.on_clear, None, view, role=ANNOTATOR, **PRIVATE)
+        on(self.tab.select, self.on_refresh, None, [self.aligned_pick, model_info], role=ANNOTATOR, **PRIVATE)
+        on(self.aligned_pick.input, self.on_pick_aligned, [self.aligned_pick], [model_info, *view], role=ADMIN,
+           **PRIVATE)
+        on(self.use_aligned.click, partial(self.on_generator, "aligned"), None, [model_info], role=ADMIN, **PRIVATE)
+        on(self.use_base.click, partial(self.on_generator, "base"), None, [model_info], role=ADMIN, **PRIVATE)
+
+    def on_chat(self, message: str, base_history: list[dict], aligned_history: list[dict]) -> Update:
+        with user_errors():
+            base, aligned = self.service.chat(base_history, aligned_history, message)
+        turn = [{"role": "user", "content": message}]
+        base_history = [*base_history, *turn, {"role": "assistant", "content": base}]
+        if aligned is not None:
+            aligned_history = [*aligned_history, *turn, {"role": "assistant", "content": aligned}]
+        return {self.base_chat: transcript(base_history), self.aligned_chat: transcript(aligned_history),
+                self.base_history: base_history, self.aligned_history: aligned_history, self.message: ""}
+
+    def on_clear(self) -> Update:
+        return {self.base_chat: "", self.aligned_chat: "", self.base_history: [], self.aligned_history: [],
+                self.message: ""}
+
+    def on_load(self) -> gr.Dropdown:
+        """A new page offers the rounds there are now."""
+        return aligned_dropdown(self.service)
+
+    def on_refresh(self) -> Update:
+        return {self.aligned_pick: aligned_dropdown(self.service),
+                self.header.model_info: model_text(self.service.model_info())}
+
+    def on_pick_aligned(self, adapter: str | None) -> Update:
+        with user_errors():
+            self.service.set_aligned(adapter)
+        # The aligned side's history came from another adapter: start both sides afresh.
+        return {self.header.model_info: model_text(self.service.model_info()), **self.on_clear()}
+
+    def on_generator(self, which: Literal["aligned", "base"]) -> str:
+        if which == "aligned" and self.service.aligned is None:
+            raise gr.Error("There is no aligned model yet: train a round in the Train tab first.")
+        message = set_generator_message(self.service, self.service.aligned if which == "aligned" else "base")
+        gr.Info(toast_text(message))
+        return model_text(self.service.model_info())
