@@ -75,11 +75,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.allow_public = config.allow_public or args.allow_public
     config.users_file = Path(args.users_file) if args.users_file else config.users_file
     config.labeling = labeling_config(config.labeling, args.overlap, args.probe_rate, args.guidelines, args.queue)
+    config.generator = args.generator or config.generator
+    config.generator_url = args.generator_url or config.generator_url
+    config.generator_model = args.generator_model or config.generator_model
     check_bind(config.host, access_from_env(config.users_file) is not None, config.allow_public)  # before imports
 
     from prefapp.ui.app import launch  # gradio and torch: seconds to import
 
     launch(config)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from prefapp.service import round_adapter_name
+    from prefapp.store import Store
+    from prefapp.training import rounds as round_files
+
+    config = _app_config(args)
+    with Store(config.db_path) as store:
+        rnd = store.get_round(args.round)
+    if rnd is None or rnd.status != "finished" or not rnd.adapter_path:
+        raise ConfigError(f"round {args.round} is not a finished round in {config.db_path}: pick one the Train tab lists")
+    out = Path(args.out) if args.out else config.data_dir / "merged" / round_adapter_name(rnd.id)
+    print(round_files.merge_adapter(rnd.base_model, rnd.adapter_path, out))
     return 0
 
 
@@ -286,7 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-rate", type=float, help="share of repeat probes, e.g. 0.05 (env PREFAPP_PROBE_RATE)")
     p.add_argument("--guidelines", help="Markdown file shown beside the task (env PREFAPP_GUIDELINES)")
     p.add_argument("--queue", type=int, help="pairs generated ahead of the annotators (default 16, 0: none)")
+    p.add_argument("--generator", help="'local' (default: this process; env PREFAPP_GENERATOR)")
+    p.add_argument("--generator-url", help="an OpenAI-compatible engine, http://HOST:PORT/v1 (vLLM, SGLang, TGI, "
+                   "transformers serve); key from env PREFAPP_GENERATOR_API_KEY (env PREFAPP_GENERATOR_URL)")
+    p.add_argument("--generator-model", help="the engine's model name (default: the one it serves; "
+                   "env PREFAPP_GENERATOR_MODEL)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("merge", help="fold a finished round's adapter into the base: a standalone model to serve")
+    _add_common(p)
+    p.add_argument("--round", type=int, required=True, help="the finished round to merge")
+    p.add_argument("--out", help="output directory (default <data-dir>/merged/round-N-<time>)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("add-user", help="add or replace an account (password read from stdin, stored hashed)")
     p.add_argument("name")

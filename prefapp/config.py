@@ -170,6 +170,12 @@ class AppConfig:
     allow_public: bool = field(default_factory=lambda: _env_flag("PREFAPP_ALLOW_PUBLIC"))  # open on 0.0.0.0 on purpose
     allow_outside_paths: bool = field(  # user-typed import/export paths may leave data_dir only when an admin says so
         default_factory=lambda: _env_flag("PREFAPP_ALLOW_OUTSIDE_PATHS"))
+    # Where pairs, chat and evaluation replies are generated: "local" (this process) or an OpenAI-compatible engine
+    # at generator_url (vLLM, SGLang, TGI, llama.cpp, transformers serve); training always loads `model` itself.
+    generator: str = field(default_factory=lambda: _env("PREFAPP_GENERATOR", "local"))
+    generator_url: str | None = field(default_factory=lambda: _env("PREFAPP_GENERATOR_URL", "") or None)
+    generator_model: str | None = field(  # the engine's model name; None: the one model it serves
+        default_factory=lambda: _env("PREFAPP_GENERATOR_MODEL", "") or None)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -101,19 +101,44 @@ def load_base_model(source: str, device: str) -> PreTrainedModel:
 
 
 class Policy:
-    """A base model and its LoRA adapters; `using(None)` is the base, `using(name)` base + that adapter."""
+    """A base model and its LoRA adapters; `using(None)` is the base, `using(name)` base + that adapter.
 
-    def __init__(self, choice: ModelChoice, device: str | None = None) -> None:
+    The weights load on first use: with a remote generator (`--generator-url`) the app needs only the tokenizer
+    and config (context checks, preflight), so the model is not loaded a second time next to the engine."""
+
+    def __init__(self, choice: ModelChoice, device: str | None = None, lazy: bool = False) -> None:
+        from transformers import AutoConfig
+
         self.choice = choice
         self.device = device or pick_device()
         self.tokenizer = load_tokenizer(choice.source)
-        self.model: PreTrainedModel = load_base_model(choice.source, self.device)
+        self.config = AutoConfig.from_pretrained(choice.source)
+        self._model: PreTrainedModel | None = None
         self.adapters: dict[str, str] = {}  # adapter name -> directory it was loaded from
         self._lock = threading.RLock()
+        if not lazy:
+            self._model = load_base_model(choice.source, self.device)
+
+    @property
+    def model(self) -> PreTrainedModel:
+        with self._lock:
+            if self._model is None:
+                log.info("loading the weights of %s", self.choice.label)
+                self._model = load_base_model(self.choice.source, self.device)
+            return self._model
+
+    @model.setter
+    def model(self, model: PreTrainedModel) -> None:
+        self._model = model
+
+    @property
+    def loaded(self) -> bool:
+        """True once the weights are in memory."""
+        return self._model is not None
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+        return int(getattr(self.config, "max_position_embeddings", 2048))
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Load a PEFT LoRA adapter saved by training under `name` (no copy of the base weights)."""

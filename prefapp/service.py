@@ -12,11 +12,12 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from datasets import Dataset
 
 from prefapp.labeling import generation
+from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
 from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingConfig, TrainConfig
 from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
 from prefapp.labeling.next_pair import Labeling, Progress
@@ -65,6 +66,9 @@ class ModelInfo:
     device: str
     generator: str  # "base" or the round whose adapter writes new pairs
     aligned: str | None  # the round the chat tab compares against the base
+    backend: str = "local"  # where pairs are generated: "local" or the engine's URL
+    backend_model: str = ""  # the model name the backend generates with
+    backend_text: str = ""  # one line for the header, e.g. "prefapp-demo served at http://127.0.0.1:8000/v1"
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ def stamp() -> str:
 
 
 class PrefService:
-    def __init__(self, config: AppConfig, store: Store, policy: Policy, seed: int | None = None) -> None:
+    def __init__(self, config: AppConfig, store: Store, policy: Policy, seed: int | None = None,
+                 backend: Generator | None = None) -> None:
         self.config = config
         self.store = store
         self.policy = policy
+        self.backend: Generator = backend or LocalGenerator(policy)  # writes pairs, chat and evaluation replies
         self.sampling: SamplingConfig = config.sampling
         self.generator: str | None = None  # adapter that writes new pairs; None = the base model
         self.aligned: str | None = None  # adapter the chat tab shows next to the base
@@ -106,16 +112,20 @@ class PrefService:
         self._job_lock = threading.Lock()
         self.keeper: Keeper | None = None  # started by open(): a served store is checkpointed and backed up
         self._load_finished_rounds()
-        self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed)  # pairs ahead of votes
+        self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed,  # pairs ahead of votes
+                                 generator=self.backend)
 
     @classmethod
     def open(cls, config: AppConfig, choice: ModelChoice | None = None, seed: int | None = None) -> "PrefService":
         """Resolve and load the model, open the store, and seed the demo prompts into an empty store."""
         choice = choice or resolve_model(config.model)
         log.info("model: %s (%s)", choice.label, choice.reason)
-        policy = Policy(choice)
+        remote = bool(config.generator_url)
+        policy = Policy(choice, lazy=remote)  # a remote engine generates: the weights load only if training needs them
+        backend = open_generator(config.generator, config.generator_url, config.generator_model, policy)
+        log.info("generator: %s", backend.describe())
         store = Store(config.db_path)
-        service = cls(config, store, policy, seed=seed)
+        service = cls(config, store, policy, seed=seed, backend=backend)
         service.keeper = Keeper(store, config.data_dir / "backups")  # checkpoints, marks, rotating backups
         if store.prompt_count() == 0 and DEMO_PROMPTS_PATH.exists():
             service.import_prompts(DEMO_PROMPTS_PATH, source="demo")
@@ -133,13 +143,16 @@ class PrefService:
         if self.keeper is not None:
             self.keeper.close()
         self.labeling.close()
+        if hasattr(self.backend, "close"):
+            self.backend.close()
         self.store.close()
 
     # --- model ---------------------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:
-        c = self.policy.choice
-        return ModelInfo(c.label, c.source, c.reason, self.policy.device, self.generator or "base", self.aligned)
+        c, b = self.policy.choice, self.backend
+        return ModelInfo(c.label, c.source, c.reason, self.policy.device, self.generator or "base", self.aligned,
+                         b.backend, b.model, b.describe())
 
     def set_sampling(self, temperature: float, top_p: float, max_new_tokens: int) -> SamplingConfig:
         """Change how new pairs are sampled (validated; applies to the next pair)."""
@@ -150,17 +163,19 @@ class PrefService:
         return sampling
 
     def set_generator(self, adapter: str | None) -> str:
-        """Make a round's adapter (or the base, with None) the policy that writes new pairs."""
-        if adapter and adapter not in self.policy.adapters:
-            raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.policy.adapters) or 'none yet'}")
+        """Make a round's adapter (or the base, with None) the policy that writes new pairs; a remote engine is
+        asked to load it first (PublishUnsupported: it cannot, and the message says how to merge and serve)."""
+        if adapter and adapter not in self.backend.adapters:
+            raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.backend.adapters) or 'none yet'}")
+        published = self.backend.publish(adapter) if adapter else ""
         self.generator = adapter or None
         self.labeling.configure(self.generator, self.sampling)
-        return f"New pairs now come from {self.generator or 'the base model'}."
+        return f"New pairs now come from {self.generator or 'the base model'}." + (f" {published}" if published else "")
 
     def set_aligned(self, adapter: str | None) -> None:
         """Choose which round the chat compares with the base."""
-        if adapter and adapter not in self.policy.adapters:
-            raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.policy.adapters) or 'none yet'}")
+        if adapter and adapter not in self.backend.adapters:
+            raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.backend.adapters) or 'none yet'}")
         self.aligned = adapter or None
 
     # --- prompts -------------------------------------------------------------------------------
@@ -368,7 +383,7 @@ class PrefService:
         """Check the current data and `config` before training: counts, truncation, preview, memory, settings."""
         if dataset is None:
             dataset, counts = self._preferences()
-        model_config = getattr(self.policy.model, "config", None)
+        model_config = self.policy.config  # from config.json: a remote generator leaves the weights unloaded
         return run_preflight(dataset, config, self._own_tokenizer(), model_config,
                              ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
 
@@ -432,7 +447,7 @@ class PrefService:
         if current is None:
             raise ConfigError("the generator is already the base model: nothing to roll back")
         earlier = [r.id for r in self.store.rounds() if r.status == "finished" and r.id < current
-                   and round_adapter_name(r.id) in self.policy.adapters]
+                   and round_adapter_name(r.id) in self.backend.adapters]
         return self.make_generator(max(earlier) if earlier else None)
 
     def merge_round(self, round_id: int, out_dir: str | Path | None = None) -> Path:
@@ -468,7 +483,7 @@ class PrefService:
                        "export": str(export.dataset_dir), "warnings": list(result.warnings)}
             self.store.finish_round(round_id, str(result.adapter_dir), metrics)
             name = round_adapter_name(round_id)
-            self.policy.load_adapter(name, result.adapter_dir)
+            self.backend.add_adapter(name, result.adapter_dir)
             self.aligned = name
         if on_finish:
             on_finish(round_id)
@@ -480,7 +495,7 @@ class PrefService:
             if not rnd.adapter_path or not Path(rnd.adapter_path).exists():
                 log.warning("round %d: adapter %s is missing; skipped", rnd.id, rnd.adapter_path)
                 continue
-            self.policy.load_adapter(round_adapter_name(rnd.id), rnd.adapter_path)
+            self.backend.add_adapter(round_adapter_name(rnd.id), rnd.adapter_path)
             self.aligned = round_adapter_name(rnd.id)
 
     # --- compare -------------------------------------------------------------------------------
@@ -488,11 +503,39 @@ class PrefService:
     def chat(self, base_history: list[dict], aligned_history: list[dict], message: str) -> tuple[str, str | None]:
         """The base model's and the aligned model's replies to the same message (None: no round yet)."""
         turn = generation.as_messages(message)
-        base = generation.reply(self.policy, base_history + turn, self.sampling, adapter=None)
-        if self.aligned is None:
+        base = self.backend.sample([base_history + turn], self.sampling, adapter=None)[0][0]
+        aligned = self._chat_adapter()
+        if aligned is None:
             return base, None
-        aligned = generation.reply(self.policy, aligned_history + turn, self.sampling, adapter=self.aligned)
-        return base, aligned
+        return base, self.backend.sample([aligned_history + turn], self.sampling, adapter=aligned)[0][0]
+
+    def chat_stream(self, history: list[dict], message: str, aligned: bool = False) -> Iterator[str]:
+        """One reply (the base's, or the aligned round's) to `message` after `history`, growing as it streams."""
+        adapter = self._chat_adapter() if aligned else None
+        if aligned and adapter is None:
+            raise ConfigError("no aligned round to chat with yet: train a round (and on an engine, make it the generator)")
+        text = ""
+        for piece in self.backend.stream(history + generation.as_messages(message), self.sampling, adapter=adapter):
+            text += piece
+            yield text
+
+    def _chat_adapter(self) -> str | None:
+        """The aligned round when the backend can generate with it (an engine: once it has loaded it)."""
+        if self.aligned is None or not self.backend.can_use(self.aligned):
+            return None
+        return self.aligned
+
+    def send_to_labeling(self, conversation: list[dict]) -> str:
+        """Make a chat (ending with a user turn) a labelling prompt: its next reply becomes the next pair."""
+        messages = generation.as_messages(conversation)
+        self.check_fits_context([messages])
+        result = self.store.add_prompts([messages], source="chat")
+        if result.invalid:
+            raise ConfigError(f"this conversation cannot be a prompt: {'; '.join(result.errors)}")
+        self.labeling.put_first(self.store.prompt_by_messages(messages), self.generator, self.sampling)
+        turns = f"{len(messages)} turns" if len(messages) > 1 else "1 turn"
+        again = "" if result.added else " (it was already a prompt; it gets one more pair)"
+        return f"Sent to labelling ({turns}){again}: the next pair is two replies to it."
 
 
 def _view(pair, source: str) -> PairView:

@@ -31,7 +31,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
-                       "030_store_sessions", "040_create_imported_pairs"]
+                       "030_store_sessions", "040_create_imported_pairs", "060_pair_backends"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -56,6 +56,7 @@ EXPECTED_COLUMNS = {
     "imported_pairs": [("id", "BIGINT"), ("hash", "VARCHAR"), ("prompt", "JSON"), ("chosen", "VARCHAR"),
                        ("rejected", "VARCHAR"), ("source", "VARCHAR"), ("format", "VARCHAR"), ("source_row", "BIGINT"),
                        ("file_sha256", "VARCHAR"), ("created_at", TSTZ)],
+    "pair_backends": [("pair_id", "VARCHAR"), ("backend", "VARCHAR"), ("model", "VARCHAR")],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 

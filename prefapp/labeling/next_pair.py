@@ -17,11 +17,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from prefapp.labeling import generation
+from prefapp.labeling.backends import Generator, LocalGenerator
 from prefapp.config import ConfigError, LabelingConfig, SamplingConfig
 from prefapp.models import Policy
-from prefapp.labeling.pair_queue import PairQueue, QueueStatus
-from prefapp.store import Pair, Store
+from prefapp.labeling.pair_queue import PairQueue, QueueStatus, ReadyPair
+from prefapp.store import Pair, Prompt, Store
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,12 @@ class Labeling:
     """Serving pairs to annotators for one policy and store; thread-safe (Gradio calls it from workers)."""
 
     def __init__(self, policy: Policy, store: Store, config: LabelingConfig, sampling: SamplingConfig,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, generator: Generator | None = None) -> None:
         config.validate()
         self.policy, self.store, self.config = policy, store, config
+        self.generator: Generator = generator or LocalGenerator(policy)  # in-process, or an engine over HTTP
         self.queue = PairQueue(policy, store, sampling, target=config.queue_target, batch_size=config.queue_batch,
-                               seed=seed)
+                               seed=seed, generator=self.generator)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.served: Counter[str] = Counter()  # pairs served by source since start: how often the queue kept up
@@ -89,8 +90,14 @@ class Labeling:
         prompt = self.store.next_prompt(self._fork())
         if prompt is None:
             raise ConfigError("there are no prompts yet: add some in the Data tab (or import a file)")
-        first, second = generation.generate_pair(self.policy, prompt.messages, sampling, adapter=adapter)
+        first, second = self.generator.sample([prompt.messages], sampling, num_samples=2, adapter=adapter)[0]
         return Served(self._record(prompt, first, second, adapter, sampling, annotator), "generated")
+
+    def put_first(self, prompt: Prompt, adapter: str | None, sampling: SamplingConfig) -> None:
+        """Generate a pair for `prompt` now and make it the next one served (a chat sent to labelling)."""
+        first, second = self.generator.sample([prompt.messages], sampling, num_samples=2, adapter=adapter)[0]
+        self.queue.configure(adapter, sampling)
+        self.queue.put_first(ReadyPair(prompt, first, second, adapter, sampling))
 
     def undo(self, annotator: str) -> Pair | None:
         """Take back `annotator`'s last vote; the pair it was on, to show again (None: nothing to undo)."""
@@ -106,7 +113,8 @@ class Labeling:
         swapped = self._chance(0.5)  # sides are random, and the shown order is recorded
         a, b = (second, first) if swapped else (first, second)
         return self.store.add_pair(prompt, a, b, swapped, model_id=self.policy.choice.label, adapter_id=adapter,
-                                   sampling=sampling.to_dict(), served_to=annotator)
+                                   sampling=sampling.to_dict(), served_to=annotator,
+                                   backend=(self.generator.backend, self.generator.model))
 
     def _chance(self, p: float) -> bool:
         with self._rng_lock:

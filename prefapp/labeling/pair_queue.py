@@ -23,6 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from prefapp.labeling import generation
+from prefapp.labeling.backends import Generator, LocalGenerator
 from prefapp.config import ConfigError, SamplingConfig
 from prefapp.models import Policy
 from prefapp.store import Prompt, Store
@@ -60,10 +61,13 @@ class PairQueue:
     """A background generator of ready pairs for one policy; `take()` never touches the model."""
 
     def __init__(self, policy: Policy, store: Store, sampling: SamplingConfig, adapter: str | None = None,
-                 target: int = 16, batch_size: int = 8, seed: int | None = None) -> None:
+                 target: int = 16, batch_size: int = 8, seed: int | None = None,
+                 generator: Generator | None = None) -> None:
         if target != 0 and not 1 <= batch_size <= target:  # target 0: a queue that never generates
             raise ConfigError(f"queue batch_size={batch_size} must be in 1..target ({target}), e.g. 8 of 16")
         self.policy, self.store = policy, store
+        # Where samples come from: the policy in this process, or an engine with a batch's requests in flight at once.
+        self.generator: Generator = generator or LocalGenerator(policy)
         self.target, self.batch_size = target, batch_size
         self._adapter, self._sampling = adapter, sampling
         self._version = 0  # bumped on every generator/sampling change: batches of an older version are dropped
@@ -145,6 +149,15 @@ class PairQueue:
             self._cond.notify_all()  # may have crossed the refill mark
             return pair
 
+    def put_first(self, pair: ReadyPair) -> None:
+        """Serve this pair next (a chat sent to labelling), ahead of the batch-generated ones."""
+        with self._cond:
+            if (pair.adapter, pair.sampling) != (self._adapter, self._sampling):
+                return  # written by a generator that is no longer current: the prompt waits its turn instead
+            self._ready.appendleft(pair)
+            self._pending[pair.prompt.id] += 1
+            self._cond.notify_all()
+
     def wait_ready(self, n: int, timeout: float) -> bool:
         """Block until at least `n` pairs are ready (or the timeout passes); for benchmarks and warm-up."""
         deadline = time.monotonic() + timeout
@@ -166,7 +179,8 @@ class PairQueue:
     def _busy(self) -> bool:
         """Generating, or about to: a pair will come without anyone else calling the model."""
         about_to = self.started and not self._stop and not self._no_prompts and self._needs_refill()
-        return self._generating or about_to
+        # After a failed batch (a server down) nothing is coming soon: take() must not wait out the backoff.
+        return self._generating or (about_to and self._error is None)
 
     def _needs_refill(self) -> bool:
         # Refill a whole batch at a time: batches of one would lose what batching buys.
@@ -195,8 +209,7 @@ class PairQueue:
         started = time.perf_counter()
         error = None
         try:
-            samples = generation.sample(self.policy, [p.messages for p in prompts], sampling, num_samples=2,
-                                        adapter=adapter)
+            samples = self.generator.sample([p.messages for p in prompts], sampling, num_samples=2, adapter=adapter)
         except Exception as exc:  # a removed adapter, out of memory: report it, retry after a pause
             log.exception("pair queue: generating %d pairs failed", len(prompts))
             samples, error = None, f"{type(exc).__name__}: {exc}"

@@ -153,6 +153,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "060_pair_backends",  # which engine wrote each pair: "local" or the OpenAI-compatible server's URL, and model
+        """
+        CREATE TABLE pair_backends (
+            pair_id VARCHAR PRIMARY KEY,     -- pairs.id (a probe has none: it repeats its original's responses)
+            backend VARCHAR NOT NULL,        -- "local" (in-process transformers) or the engine's base URL
+            model VARCHAR NOT NULL           -- the model name the engine was asked for (base; adapter in pairs)
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -212,6 +212,12 @@ class Store(FeedbackStore, CountingStore, DurableStore, ImportStore):
         row = self._cur().execute(f"SELECT {_PROMPT_COLS} FROM prompts WHERE id = ?", [prompt_id]).fetchone()
         return None if row is None else _prompt(row)
 
+    def prompt_by_messages(self, prompt: str | list[dict]) -> Prompt | None:
+        """The stored prompt with exactly these turns (as `add_prompts` normalizes them), or None."""
+        digest = hashlib.sha256(_canonical(to_messages(prompt)).encode()).hexdigest()
+        row = self._cur().execute(f"SELECT {_PROMPT_COLS} FROM prompts WHERE hash = ?", [digest]).fetchone()
+        return None if row is None else _prompt(row)
+
     def next_prompt(self, rng: random.Random | None = None) -> Prompt | None:
         """A prompt with the fewest pairs served so far (random among ties), or None when there are none."""
         rows = self._cur().execute(
@@ -246,8 +252,10 @@ class Store(FeedbackStore, CountingStore, DurableStore, ImportStore):
     # -- pairs ---------------------------------------------------------------------------------
 
     def add_pair(self, prompt: Prompt, response_a: str, response_b: str, swapped: bool, model_id: str,
-                 adapter_id: str | None, sampling: dict, served_to: str | None) -> Pair:
-        """Record a pair exactly as it is about to be shown (A left, B right)."""
+                 adapter_id: str | None, sampling: dict, served_to: str | None,
+                 backend: tuple[str, str] | None = None) -> Pair:
+        """Record a pair exactly as it is about to be shown (A left, B right); `backend` = (where, model name)
+        of the engine that generated it ("local" or its URL)."""
         if not model_id:
             raise ValueError("model_id is empty: pass the Hub id or path of the model that generated the pair")
         sampling_json = _json_dict(sampling, "sampling")
@@ -263,7 +271,17 @@ class Store(FeedbackStore, CountingStore, DurableStore, ImportStore):
                 [pair.id, pair.prompt_id, row[0], response_a, response_b, pair.swapped, model_id, adapter_id,
                  sampling_json, served_to, pair.created_at],
             )
+            if backend is not None:
+                cur.execute("INSERT INTO pair_backends (pair_id, backend, model) VALUES (?, ?, ?)",
+                            [pair.id, backend[0], backend[1]])
         return pair
+
+    def pair_backend(self, pair_id: str) -> tuple[str, str] | None:
+        """(backend, model) that generated a pair (a probe: its original's); None for pairs recorded before 060."""
+        row = self._cur().execute(
+            "SELECT b.backend, b.model FROM pairs p JOIN pair_backends b ON b.pair_id = coalesce(p.probe_of, p.id) "
+            "WHERE p.id = ?", [pair_id]).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def get_pair(self, pair_id: str) -> Pair | None:
         """The pair with this id, or None."""
