@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from datasets import Dataset
 
@@ -508,16 +508,6 @@ class PrefService:
         if aligned is None:
             return base, None
         return base, self.backend.sample([aligned_history + turn], self.sampling, adapter=aligned)[0][0]
-
-    def chat_stream(self, history: list[dict], message: str, aligned: bool = False) -> Iterator[str]:
-        """One reply (the base's, or the aligned round's) to `message` after `history`, growing as it streams."""
-        adapter = self._chat_adapter() if aligned else None
-        if aligned and adapter is None:
-            raise ConfigError("no aligned round to chat with yet: train a round (and on an engine, make it the generator)")
-        text = ""
-        for piece in self.backend.stream(history + generation.as_messages(message), self.sampling, adapter=adapter):
-            text += piece
-            yield text
 
     def _chat_adapter(self) -> str | None:
         """The aligned round when the backend can generate with it (an engine: once it has loaded it)."""

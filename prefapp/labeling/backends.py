@@ -8,8 +8,9 @@ flight so the engine can batch them, retries connection failures and 5xx/429 ans
 fails with a `GeneratorError` that names the server and the fix. The API key is read from an environment
 variable when a request is sent; it is never stored, logged or shown.
 
-A round's adapter reaches a remote engine through vLLM's runtime LoRA loading (`POST /v1/load_lora_adapter`);
-engines without it get `PublishUnsupported`, whose message gives the merge-and-serve commands.
+A round's adapter reaches a remote engine through runtime LoRA loading (vLLM: `POST /v1/load_lora_adapter`;
+SGLang: `POST /load_lora_adapter`); engines without it (transformers serve, TGI, llama.cpp) get
+`PublishUnsupported`, whose message gives the merge-and-serve commands.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Generator(Protocol):
         """`num_samples` replies per prompt: result[i][j]."""
 
     def stream(self, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> Iterator[str]:
-        """One reply, yielded piece by piece as it is generated."""
+        """One reply as it is generated: the text so far (stripped), growing."""
 
     def add_adapter(self, name: str, path: str | Path) -> None:
         """A finished round's adapter becomes known (local: loaded; remote: published on `publish`)."""
@@ -90,7 +91,7 @@ class LocalGenerator:
         return generation.sample(self.policy, prompts, sampling, num_samples=num_samples, adapter=adapter, seed=seed)
 
     def stream(self, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> Iterator[str]:
-        return generation.stream_reply(self.policy, messages, sampling, adapter=adapter)
+        return _stream_local(self.policy, generation.as_messages(messages), sampling, adapter)
 
     def add_adapter(self, name: str, path: str | Path) -> None:
         self.policy.load_adapter(name, path)
@@ -143,7 +144,7 @@ class OpenAIGenerator:
         sampling.validate()
         body = self._body(generation.as_messages(messages), sampling, self._model_for(adapter), 1, None)
         body["stream"] = True
-        started = False  # once text was shown, a retry would repeat it: fail instead
+        so_far = ""  # once text was shown, a retry would repeat it: fail instead
         for attempt in range(self.retries):
             try:
                 with self._http.stream("POST", self._url("/chat/completions"), json=body,
@@ -152,13 +153,13 @@ class OpenAIGenerator:
                         response.read()
                         self._raise_for(response, attempt)
                     for piece in _sse_pieces(response.iter_lines()):
-                        started = True
-                        yield piece
+                        so_far += piece
+                        yield so_far.strip()
                 return
             except _Retry as retry:
                 self._pause(attempt, retry.reason)
             except httpx.TransportError as exc:
-                if started or attempt + 1 == self.retries:
+                if so_far or attempt + 1 == self.retries:
                     raise self._unreachable(exc) from exc
                 self._pause(attempt, f"{type(exc).__name__}")
         raise GeneratorError(f"the generation server {self.backend} kept failing after {self.retries} tries: "
@@ -210,8 +211,12 @@ class OpenAIGenerator:
         if name in self.published:
             return f"{name} is already loaded in {self.backend}."
         body = {"lora_name": name, "lora_path": self.adapters[name]}
-        try:
-            response = self._http.post(self._url("/load_lora_adapter"), json=body, headers=self._headers())
+        root = self.backend.removesuffix("/v1")
+        try:  # vLLM serves it under /v1, SGLang at the root; the same body for both
+            for url in (self._url("/load_lora_adapter"), root + "/load_lora_adapter"):
+                response = self._http.post(url, json=body, headers=self._headers())
+                if response.status_code not in (404, 405):
+                    break
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code in (404, 405, 501):
@@ -298,6 +303,40 @@ class OpenAIGenerator:
         return GeneratorError(
             f"the generation server {self.backend} is not answering ({type(exc).__name__}) after {self.retries} "
             "tries: start it (or fix --generator-url); pairs already queued can still be labelled and no vote is lost")
+
+
+def _stream_local(policy: Policy, messages: Messages, sampling: SamplingConfig, adapter: str | None) -> Iterator[str]:
+    """The in-process reply as it grows: `generate` runs in a thread (holding the policy's lock) feeding a streamer."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    sampling.validate()
+    text = generation.render_prompts(policy, [messages], sampling)[0]
+    tok = policy.tokenizer
+    batch = tok([text], return_tensors="pt", add_special_tokens=False).to(policy.device)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600.0)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with policy.using(adapter) as model, torch.inference_mode():
+                model.generate(**batch, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                               max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id,
+                               streamer=streamer)
+        except BaseException as exc:  # re-raised in the reader's thread
+            failure.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=run, name="stream-reply", daemon=True)
+    worker.start()
+    so_far = ""
+    for piece in streamer:
+        so_far += piece
+        if so_far.strip():
+            yield so_far.strip()
+    worker.join()
+    if failure:
+        raise failure[0]
 
 
 class _Retry(Exception):

@@ -7,8 +7,7 @@ two candidates of a pair come from the same call, and an evaluation sweep uses t
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
@@ -92,38 +91,3 @@ def generate_pair(
 def reply(policy: Policy, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> str:
     """One chat reply to a conversation."""
     return sample(policy, [messages], sampling, num_samples=1, adapter=adapter)[0][0]
-
-
-def stream_reply(policy: Policy, messages: Messages, sampling: SamplingConfig,
-                 adapter: str | None = None) -> Iterator[str]:
-    """One chat reply, yielded piece by piece while `generate` runs in a thread (holding the policy's lock)."""
-    from transformers import TextIteratorStreamer
-
-    sampling.validate()
-    text = render_prompts(policy, [messages], sampling)[0]
-    tok = policy.tokenizer
-    batch = tok([text], return_tensors="pt", add_special_tokens=False).to(policy.device)
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=300.0)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with policy.using(adapter) as model, torch.inference_mode():
-                model.generate(**batch, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                               max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id,
-                               streamer=streamer)
-        except BaseException as exc:  # surfaced to the reader below, after the streamer is closed
-            failure.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=run, name="chat-stream", daemon=True)
-    thread.start()
-    first = True
-    for piece in streamer:
-        if first:
-            piece, first = piece.lstrip(), not piece.strip()
-        if piece:
-            yield piece
-    thread.join()
-    if failure:
-        raise failure[0]

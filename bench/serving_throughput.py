@@ -1,0 +1,78 @@
+"""Pairs per second: the local backend vs the same model served by a real engine, side by side in one run.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/serving_throughput.py --pairs 32 --batch 8
+
+Same model (the bundled demo model), same prompts, same SamplingConfig on every side, each generating `--pairs`
+pairs in batches of `--batch` prompts x 2 samples, exactly as the pair queue asks its generator:
+- local: `LocalGenerator` (the in-process policy, one batched `generate` call per batch);
+- served, 1 in flight: `OpenAIGenerator` against `transformers serve data/demo-model`, one request at a time;
+- served, N in flight: the same with a batch's requests sent together (what the queue does: IN_FLIGHT);
+- served + continuous batching: the engine started with `--continuous-batching`, N in flight (skip: --no-cb).
+The engine runs on this machine's CPU too, so this measures the HTTP path and the engine's batching, not a GPU.
+Generated tokens are counted with the model's tokenizer (the demo model stops at end of turn). Prints figures
+only; note the load average printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefapp.config import DEMO_MODEL_DIR, DEMO_PROMPTS_PATH, SamplingConfig  # noqa: E402
+from prefapp.labeling.backends import IN_FLIGHT, LocalGenerator, OpenAIGenerator  # noqa: E402
+from prefapp.models import Policy, resolve_model  # noqa: E402
+from prefapp.preferences.prompts import load_prompt_file  # noqa: E402
+from prefapp.store import to_messages  # noqa: E402
+from tests.engine import transformers_serve  # noqa: E402
+
+
+def measure(generator, prompts: list, batch: int, sampling: SamplingConfig, tokenizer) -> tuple[float, int]:
+    generator.sample(prompts[:2], sampling, num_samples=2)  # warm-up: first call pays one-off costs
+    start, replies = time.perf_counter(), []
+    for i in range(0, len(prompts), batch):
+        replies += [r for pair in generator.sample(prompts[i:i + batch], sampling, num_samples=2) for r in pair]
+    seconds = time.perf_counter() - start
+    return seconds, sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
+
+
+def line(name: str, pairs: int, seconds: float, tokens: int) -> str:
+    return f"  {name:<34} {seconds:7.2f} s  {pairs / seconds:6.2f} pairs/s  {tokens / seconds:7.1f} tokens/s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8, help="prompts per queue batch (queue_batch)")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--no-cb", action="store_true", help="skip the --continuous-batching engine")
+    args = parser.parse_args()
+    prompts = [to_messages(p) for p in load_prompt_file(DEMO_PROMPTS_PATH)[:args.pairs]]
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+    policy = Policy(resolve_model("demo"), device="cpu")
+    results = [("local (in-process generate)", *measure(LocalGenerator(policy), prompts, args.batch, sampling,
+                                                        policy.tokenizer))]
+    engines = [("", ())] + ([] if args.no_cb else [(" + continuous batching", ("--continuous-batching",))])
+    with tempfile.TemporaryDirectory() as logs:
+        for label, extra in engines:
+            with transformers_serve(DEMO_MODEL_DIR, Path(logs), extra=extra) as engine:
+                in_flight = [IN_FLIGHT] if extra else [1, IN_FLIGHT]
+                for n in in_flight:
+                    gen = OpenAIGenerator(engine.url, in_flight=n)
+                    results.append((f"served{label}, {n} in flight", *measure(gen, prompts, args.batch, sampling,
+                                                                              policy.tokenizer)))
+                    gen.close()
+    print(f"demo model, {args.pairs} pairs in batches of {args.batch} x 2 samples, max_new_tokens="
+          f"{args.max_new_tokens}, engine: transformers serve (CPU), load average {os.getloadavg()[0]:.1f}")
+    for name, seconds, tokens in results:
+        print(line(name, args.pairs, seconds, tokens))
+
+
+if __name__ == "__main__":
+    main()
