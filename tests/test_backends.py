@@ -137,24 +137,38 @@ def exported_rows(result) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("chromium_installed")
 def test_an_engine_killed_mid_queue_loses_nothing(tmp_path):
+    """Through the app: the queued pairs are labelled over the API after the kill, then /next_pair and the page
+    say which server is down; every acknowledged vote is in DuckDB."""
+    from gradio_client import Client
+    from playwright.sync_api import expect
+
+    from prefapp.ui.app import build_ui
+    from tests.browser import chromium, served
+
     with transformers_serve(DEMO_MODEL_DIR, tmp_path) as engine:
         service = served_service(tmp_path, engine.url, queue=4)
         try:
-            service.next_pair("warm-up")  # starts the queue
-            assert service.labeling.queue.wait_ready(2, timeout=120)
-            engine.kill()
-            ready = service.ready_pairs()
-            voted = []
-            for _ in range(ready):
-                pair = service.next_pair("ann")  # queued pairs: no engine needed
-                assert pair.source == "queue"
-                voted.append(service.vote(pair.pair_id, "A", "ann").recorded)
-            assert voted and all(voted)
-            with pytest.raises(GeneratorError, match=f"{engine.url} is not answering .* no vote is lost"):
-                service.next_pair("ann")
-            status = service.labeling.queue.status()
-            assert status.error and "not answering" in status.error
-            assert len([v for v in service.store.votes() if v.annotator == "ann"]) == len(voted)
+            with served(build_ui(service)) as url:
+                client = Client(url, verbose=False)
+                first = client.predict("ann", api_name="/next_pair")  # starts the queue
+                assert service.labeling.queue.wait_ready(2, timeout=120)
+                engine.kill()
+                pair_ids = [first[0]] + [client.predict("ann", api_name="/next_pair")[0]
+                                         for _ in range(service.ready_pairs())]  # queued: no engine needed
+                for pair_id in pair_ids:
+                    assert "Recorded" in client.predict(pair_id, "A", "ann", api_name="/vote")
+                with pytest.raises(Exception, match=f"{engine.url} is not answering .* no vote is lost"):
+                    client.predict("ann", api_name="/next_pair")
+                assert "not answering" in (service.labeling.queue.status().error or "")
+                with chromium() as browser:
+                    page = browser.new_page()
+                    page.goto(url)
+                    box = page.get_by_label("Your name (annotator)")
+                    box.fill("bob")
+                    box.press("Enter")
+                    expect(page.get_by_text(f"{engine.url} is not answering", exact=False).first).to_be_visible()
+            assert sorted(v.pair_id for v in service.store.votes()) == sorted(pair_ids)
         finally:
             service.close()
