@@ -287,6 +287,64 @@ def _format_names() -> str:
     return format_names()
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Judge two policies blind on the eval prompts; print the verdict (and the leaderboard) as text or JSON."""
+    report, seconds = evaluation_run(_app_config(args), args.a, args.b, args.judge, args.prompts, args.seed,
+                                     model_given=bool(args.model))
+    if args.json:
+        print(json.dumps({**report.to_dict(), "judge": args.judge, "seconds": round(seconds, 1)}))
+    else:
+        print(report.summary())
+        for row in report.leaderboard:
+            print(f"  {row.policy:>10}  strength {row.strength:+.2f} (95% CI {row.ci_low:+.2f} to {row.ci_high:+.2f}), "
+                  f"{row.comparisons} comparisons")
+    return 0
+
+
+def evaluation_run(config: AppConfig, a: str, b: str | None, judge: str, n: int, seed: int = 0,
+                   model_given: bool = False) -> tuple:
+    """What `prefapp eval` does: with judge 'human', the verdict from the eval votes in the store (no model loaded);
+    with 'simulated', `n` new blind comparisons voted by the demo task's simulated annotator, then the verdict over
+    all simulated votes. b defaults to the newest finished round; the model defaults to that round's base."""
+    import time
+
+    from prefapp.demo.task import simulated_annotator
+    from prefapp.evaluation.judge import policy_name, report_from_votes, simulate_judging
+    from prefapp.service import PrefService
+    from prefapp.store import Store
+
+    started = time.perf_counter()
+    with Store(config.db_path) as store:
+        newest = store.last_finished_round()
+        if b is None and newest is None:
+            raise ConfigError(f"{config.db_path} has no finished round to judge: train one first (prefapp train)")
+        a, b = policy_name(a), policy_name(b if b is not None else newest.id)
+        if judge == "human":
+            return report_from_votes(store.eval_votes("human"), a, b, bootstrap=500), time.perf_counter() - started
+    if not model_given and newest is not None:
+        config.model = newest.base_model  # judge the rounds with the model they were trained on
+    service = PrefService.open(config, seed=seed)
+    try:
+        if service.policy.choice.label != "prefapp-demo":
+            log.warning("the simulated annotator judges the demo task only: on %s its verdict means little",
+                        service.policy.choice.label)
+        report = simulate_judging(service.evaluation, a, b, n, service.sampling, simulated_annotator, bootstrap=500)
+    finally:
+        service.close()
+    return report, time.perf_counter() - started
+
+
+def cmd_import_eval(args: argparse.Namespace) -> int:
+    from prefapp.service import PrefService
+
+    service = PrefService.open(_app_config(args))
+    try:
+        print(service.import_eval_prompts(args.source, args.column, args.split, uploaded=True))
+    finally:
+        service.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefapp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -383,6 +441,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1)
     _add_train_knobs(p, LOOP_TRAIN_CONFIG)
     p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("eval", help="judge two policies blind on the eval prompts: verdict, win rates, leaderboard")
+    _add_common(p)
+    p.add_argument("--a", default="base", help="the reference policy: base (default) or round-N")
+    p.add_argument("--b", help="the candidate policy, e.g. round-2 (default: the newest finished round)")
+    p.add_argument("--judge", choices=("simulated", "human"), default="human",
+                   help="simulated: the demo task's simulated annotator votes now; human: the eval votes in the store")
+    p.add_argument("--prompts", type=int, default=300, help="comparisons the simulated judge makes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("import-eval", help="add held-out eval prompts (never served for labelling)")
+    _add_common(p)
+    p.add_argument("source", help=".txt, .jsonl, .csv, .parquet, a saved dataset folder or a Hub dataset")
+    p.add_argument("--column", help="the prompt column of a table or dataset")
+    p.add_argument("--split", default="train")
+    p.set_defaults(func=cmd_import_eval)
     return parser
 
 

@@ -14,6 +14,7 @@ from prefapp.errors import ConfigError  # noqa: F401 - re-exported: most modules
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL_DIR = REPO_ROOT / "data" / "demo-model"  # built by `prefapp build-demo-model`, shipped in git
 DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling prompts for the demo task
+DEMO_EVAL_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo_heldout.jsonl"  # the demo task's held-out eval set
 DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
 CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
 
@@ -176,6 +177,7 @@ class AppConfig:
     generator_url: str | None = field(default_factory=lambda: _env("PREFAPP_GENERATOR_URL", "") or None)
     generator_model: str | None = field(  # the engine's model name; None: the one model it serves
         default_factory=lambda: _env("PREFAPP_GENERATOR_MODEL", "") or None)
+    evaluation: "EvalConfig" = field(default_factory=lambda: eval_from_env())  # eval set, gate, post-round checks
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -196,3 +198,34 @@ class AppConfig:
 # epochs over a couple of hundred pairs (the 5e-7..5e-6 of full fine-tuning would not move it); beta 0.05 lets
 # it move further from the base, which the demo task rewards (measured: rude 14%->3%, rambling 19%->2%).
 LOOP_TRAIN_CONFIG = TrainConfig(beta=0.05, learning_rate=1e-3, num_epochs=6, batch_size=8, max_length=256)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    holdout: float = 0.0  # share of imported prompts kept out of labelling as eval prompts (stable hash); 0: import
+    #                       an eval set instead (the demo's is data/prompts/demo_heldout.jsonl)
+    require_working: bool = False  # the promotion gate also refuses a round not yet judged *working*
+    queue_target: int = 16  # eval pairs generated ahead of the judges, as for labelling
+    queue_batch: int = 8  # prompts per generate call per policy
+    check_prompts: int = 64  # eval prompts the automatic post-round checks sample per policy (0: no checks)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.holdout <= 0.5:
+            raise ConfigError(f"eval holdout={self.holdout} must be in [0, 0.5]: e.g. 0.1 keeps 10% of imported "
+                              "prompts for evaluation (0 when you import an eval set)")
+        if not 1 <= self.queue_batch <= max(self.queue_target, 1) or self.queue_target > 1024:
+            raise ConfigError(f"eval queue_batch={self.queue_batch}, queue_target={self.queue_target}: need "
+                              "1 <= queue_batch <= queue_target <= 1024, e.g. 8 and 16")
+        if not 0 <= self.check_prompts <= 10_000:
+            raise ConfigError(f"check_prompts={self.check_prompts} must be in 0..10000, e.g. 64")
+
+
+def eval_from_env() -> EvalConfig:
+    """EvalConfig with PREFAPP_EVAL_HOLDOUT (a share) and PREFAPP_REQUIRE_WORKING=1."""
+    try:
+        config = EvalConfig(holdout=float(os.environ.get("PREFAPP_EVAL_HOLDOUT", EvalConfig.holdout)),
+                            require_working=_env_flag("PREFAPP_REQUIRE_WORKING"))
+    except ValueError as exc:
+        raise ConfigError(f"PREFAPP_EVAL_HOLDOUT must be a number such as 0.1: {exc}") from exc
+    config.validate()
+    return config

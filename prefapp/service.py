@@ -18,7 +18,11 @@ from datasets import Dataset
 
 from prefapp.labeling import generation
 from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
-from prefapp.config import AppConfig, ConfigError, DEMO_PROMPTS_PATH, SamplingConfig, TrainConfig
+from prefapp.config import (AppConfig, ConfigError, DEMO_EVAL_PROMPTS_PATH, DEMO_PROMPTS_PATH, SamplingConfig,
+                            TrainConfig)
+from prefapp.evaluation.heldout import add_labelling_prompts
+from prefapp.evaluation.intents import EvalIntents
+from prefapp.evaluation.judge import Evaluation
 from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
 from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
@@ -97,7 +101,7 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
-class PrefService:
+class PrefService(EvalIntents):
     def __init__(self, config: AppConfig, store: Store, policy: Policy, seed: int | None = None,
                  backend: Generator | None = None) -> None:
         self.config = config
@@ -114,6 +118,7 @@ class PrefService:
         self._load_finished_rounds()
         self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed,  # pairs ahead of votes
                                  generator=self.backend)
+        self.evaluation = Evaluation(policy, store, config.evaluation, seed=seed)  # blind eval pairs, gate, checks
 
     @classmethod
     def open(cls, config: AppConfig, choice: ModelChoice | None = None, seed: int | None = None) -> "PrefService":
@@ -128,6 +133,8 @@ class PrefService:
         service = cls(config, store, policy, seed=seed, backend=backend)
         service.keeper = Keeper(store, config.data_dir / "backups")  # checkpoints, marks, rotating backups
         if store.prompt_count() == 0 and DEMO_PROMPTS_PATH.exists():
+            if store.eval_prompt_count() == 0 and DEMO_EVAL_PROMPTS_PATH.exists():  # the demo's held-out eval set
+                service.import_eval_prompts(str(DEMO_EVAL_PROMPTS_PATH), uploaded=True)
             service.import_prompts(DEMO_PROMPTS_PATH, source="demo")
         if config.prompts_path:
             service.import_prompts(config.prompts_path)
@@ -143,6 +150,7 @@ class PrefService:
         if self.keeper is not None:
             self.keeper.close()
         self.labeling.close()
+        self.evaluation.close()
         if hasattr(self.backend, "close"):
             self.backend.close()
         self.store.close()
@@ -185,15 +193,13 @@ class PrefService:
         path = Path(path)
         prompts = load_prompt_file(path)
         self.check_fits_context(prompts)
-        result = self.store.add_prompts(prompts, source=source or f"file:{path.name}")
-        return _added_message(result)
+        return self._add_prompts(prompts, source or f"file:{path.name}")
 
     def add_typed_prompts(self, text: str) -> str:
         """Add prompts typed in the app, one per line."""
         prompts = parse_typed_prompts(text)
         self.check_fits_context(prompts)
-        result = self.store.add_prompts(prompts, source="typed")
-        return _added_message(result)
+        return self._add_prompts(prompts, "typed")
 
     def import_prompt_source(self, source: str, column: str | None = None, split: str = "train",
                              uploaded: bool = False) -> str:
@@ -208,10 +214,15 @@ class PrefService:
                 prompts.append(prompt)
             except ConfigError as exc:
                 too_long.append(f"prompt {n}: {exc.__cause__ or exc}")
-        result = self.store.add_prompts(prompts, source=f"import:{Path(source).name or source}"[:200])
+        added = self._add_prompts(prompts, f"import:{Path(source).name or source}"[:200])
         extra = [t for t in (skipped_text(read.skipped + too_long),) if t]
         column_note = f" from column {read.column!r}" if read.column else ""
-        return _added_message(result)[:-1] + column_note + "".join(f"; {t}" for t in extra) + "."
+        return added[:-1] + column_note + "".join(f"; {t}" for t in extra) + "."
+
+    def _add_prompts(self, prompts: list, source: str) -> str:
+        """Labelling prompts in, less eval prompts; the held-out share (PREFAPP_EVAL_HOLDOUT) joins the eval set."""
+        added = add_labelling_prompts(self.store, prompts, source, self.config.evaluation.holdout)
+        return _added_message(added.result)[:-1] + added.note() + "."
 
     def preview_import(self, source: str, split: str = "train", format: str = "auto",
                        uploaded: bool = False) -> pair_import.Parsed:
@@ -433,9 +444,15 @@ class PrefService:
         self.aligned = name
         return rnd
 
-    def make_generator(self, round_id: int | None) -> str:
-        """Hot-swap the policy that writes new pairs (and the chat's aligned side) to a round, or None for the base."""
+    def make_generator(self, round_id: int | None, confirm: bool = False, admin: str | None = None) -> str:
+        """Hot-swap the policy that writes new pairs (and the chat's aligned side) to a round, or None for the base;
+        the promotion gate refuses a round judged worse or degenerate unless `confirm` (recorded)."""
         name = round_adapter_name(int(round_id)) if round_id else None
+        if name:
+            decision = self.gate(int(round_id))
+            if not decision.allowed and not confirm:
+                raise ConfigError(decision.text())
+            self.store.record_promotion(int(round_id), admin, decision.verdict, decision.flags, not decision.allowed)
         message = self.set_generator(name)
         if name:
             self.set_aligned(name)
@@ -460,7 +477,8 @@ class PrefService:
     def push_round(self, round_id: int, repo_id: str, token: str | None = None) -> str:
         """Push a finished round's adapter with a model card to the Hub (token from the argument or HF_TOKEN)."""
         rnd = self._finished_round(round_id)
-        card = round_files.model_card(rnd.id, rnd.base_model, rnd.config, rnd.metrics, rnd.provenance)
+        card = round_files.model_card(rnd.id, rnd.base_model, rnd.config, rnd.metrics, rnd.provenance,
+                                      evaluation=self.gate(rnd.id).text())
         return round_files.push_adapter(rnd.adapter_path, (repo_id or "").strip(), card, token=token)
 
     def _finished_round(self, round_id: int) -> Round:
@@ -485,6 +503,10 @@ class PrefService:
             name = round_adapter_name(round_id)
             self.backend.add_adapter(name, result.adapter_dir)
             self.aligned = name
+            try:  # the automatic post-round checks; a failure must not lose the finished round
+                self.evaluation.record_checks(round_id, self.sampling)
+            except Exception:
+                log.exception("round %d: the automatic checks failed", round_id)
         if on_finish:
             on_finish(round_id)
 

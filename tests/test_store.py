@@ -31,7 +31,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
-                       "030_store_sessions", "040_create_imported_pairs", "060_pair_backends"]
+                       "030_store_sessions", "040_create_imported_pairs", "060_pair_backends", "020_eval_prompts",
+                       "021_eval_pairs_and_votes", "022_round_checks_and_promotions"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -57,6 +58,20 @@ EXPECTED_COLUMNS = {
                        ("rejected", "VARCHAR"), ("source", "VARCHAR"), ("format", "VARCHAR"), ("source_row", "BIGINT"),
                        ("file_sha256", "VARCHAR"), ("created_at", TSTZ)],
     "pair_backends": [("pair_id", "VARCHAR"), ("backend", "VARCHAR"), ("model", "VARCHAR")],
+    "eval_prompts": [("id", "BIGINT"), ("messages", "JSON"), ("hash", "VARCHAR"), ("source", "VARCHAR"),
+                     ("created_at", TSTZ)],
+    "eval_pairs": [("id", "VARCHAR"), ("eval_prompt_id", "BIGINT"), ("prompt", "JSON"), ("policy_a", "VARCHAR"),
+                   ("policy_b", "VARCHAR"), ("response_a", "VARCHAR"), ("response_b", "VARCHAR"),
+                   ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("sampling", "JSON"), ("served_to", "VARCHAR"),
+                   ("created_at", TSTZ)],
+    "eval_votes": [("id", "BIGINT"), ("pair_id", "VARCHAR"), ("annotator", "VARCHAR"), ("judge", "VARCHAR"),
+                   ("choice", "VARCHAR"), ("eval_prompt_id", "BIGINT"), ("prompt", "JSON"), ("policy_a", "VARCHAR"),
+                   ("policy_b", "VARCHAR"), ("response_a", "VARCHAR"), ("response_b", "VARCHAR"),
+                   ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("sampling", "JSON"), ("shown_at", TSTZ),
+                   ("created_at", TSTZ)],
+    "round_checks": [("round_id", "INTEGER"), ("checks", "JSON"), ("created_at", TSTZ)],
+    "promotions": [("id", "BIGINT"), ("round_id", "INTEGER"), ("admin", "VARCHAR"), ("verdict", "VARCHAR"),
+                   ("flags", "JSON"), ("confirmed", "BOOLEAN"), ("created_at", TSTZ)],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 
@@ -113,7 +128,11 @@ def test_fresh_file_has_exact_schema_and_migrations(db_path):
             "WHERE constraint_type = 'UNIQUE' ORDER BY table_name").fetchall()
         foreign = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY'")
         assert foreign.fetchone()[0] == 0
-    assert uniques == [("feedback", ["key"]), ("imported_pairs", ["hash"]), ("prompts", ["hash"]),
+    assert uniques == [("eval_prompts", ["hash"]),
+                       ("eval_votes", ["pair_id", "annotator"]),
+                       ("feedback", ["key"]),
+                       ("imported_pairs", ["hash"]),
+                       ("prompts", ["hash"]),
                        ("votes", ["pair_id", "annotator"])]
 
 

@@ -1,64 +1,30 @@
-"""Measuring the loop on the demo task: a simulated annotator labels pairs, then aligned meets base head to head.
+"""Measuring the loop on the demo task: a simulated annotator labels pairs, then judges the round blind.
 
 The simulated annotator (prefapp.demo.task) judges like a careful human would, so the whole loop can run with
-no person: label N pairs -> export -> DPO -> win rate of the aligned model against the base on held-out prompts.
+no person: label N pairs -> export -> DPO -> automatic checks -> blind eval votes of the round against the base on
+the held-out prompts, through the same code path as the Evaluate tab and `prefapp eval` (prefapp.evaluation.judge)
+-> the promotion gate decides whether the round writes the next round's pairs.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from prefapp.labeling import generation
-from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig, SamplingConfig, TrainConfig
+from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig, ConfigError, SamplingConfig, TrainConfig  # noqa: F401
 from prefapp.demo.task import simulated_annotator
+from prefapp.evaluation.checks import RoundChecks
+from prefapp.evaluation.judge import EvalReport, simulate_judging
+from prefapp.evaluation.stats import WinRate, wilson_interval  # noqa: F401 - re-exported for older callers
+from prefapp.labeling import generation
 from prefapp.models import Policy
 
 log = logging.getLogger(__name__)
 
 Judge = Callable[[str, str, str], str]  # (prompt, response_a, response_b) -> "A" | "B" | "tie" | "both_bad"
-
-
-@dataclass(frozen=True)
-class WinRate:
-    wins: int  # aligned judged better
-    losses: int  # base judged better
-    ties: int  # tie or both bad: no preference either way
-
-    @property
-    def n(self) -> int:
-        return self.wins + self.losses + self.ties
-
-    @property
-    def rate(self) -> float:
-        """Wins among decided comparisons (ties carry no preference)."""
-        decided = self.wins + self.losses
-        return self.wins / decided if decided else 0.5
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        """95% Wilson score interval of `rate`."""
-        return wilson_interval(self.wins, self.wins + self.losses)
-
-    def summary(self) -> str:
-        low, high = self.interval
-        return (
-            f"aligned vs base: {self.wins} wins, {self.losses} losses, {self.ties} ties of {self.n}; "
-            f"win rate {self.rate:.1%} (95% CI {low:.1%}-{high:.1%})"
-        )
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def simulate_labelling(service, n_pairs: int, annotator: str = "simulated", judge: Judge = simulated_annotator) -> dict:
@@ -72,37 +38,20 @@ def simulate_labelling(service, n_pairs: int, annotator: str = "simulated", judg
     return counts
 
 
-def head_to_head(
-    policy: Policy,
-    prompts: Sequence[str],
-    sampling: SamplingConfig,
-    adapter: str,
-    judge: Judge = simulated_annotator,
-    batch_size: int = 32,
-    seed: int = 0,
-) -> WinRate:
-    """One sample from base+adapter and one from the base per prompt; the judge picks."""
-    wins = losses = ties = 0
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        aligned = generation.sample(policy, chunk, sampling, adapter=adapter, seed=seed + start)
-        base = generation.sample(policy, chunk, sampling, adapter=None, seed=seed + start + 1)
-        for prompt, (a,), (b,) in zip(chunk, aligned, base):
-            verdict = judge(prompt, a, b)
-            wins += verdict == "A"
-            losses += verdict == "B"
-            ties += verdict in ("tie", "both_bad")
-    return WinRate(wins, losses, ties)
-
-
 @dataclass(frozen=True)
 class RoundReport:
     round_id: int
     labels: dict  # simulated annotator's choices while labelling this round
     train_seconds: float
-    win_rate: WinRate
+    report: EvalReport  # the round against the base, judged blind by the simulated annotator
+    checks: RoundChecks | None  # the automatic post-round checks
+    gate: str  # what the promotion gate said (and whether the round became the generator)
     base: Profile
     aligned: Profile
+
+    @property
+    def win_rate(self) -> WinRate:
+        return self.report.win
 
 
 @dataclass(frozen=True)
@@ -113,7 +62,9 @@ class LoopReport:
     def summary(self) -> str:
         lines = []
         for r in self.rounds:
-            lines.append(f"round {r.round_id}: labels {r.labels}, trained in {r.train_seconds:.1f}s; {r.win_rate.summary()}")
+            lines.append(f"round {r.round_id}: labels {r.labels}, trained in {r.train_seconds:.1f}s; {r.report.summary()}")
+            lines.append(f"  checks: {r.checks.summary() if r.checks else 'not run'}")
+            lines.append(f"  gate: {r.gate}")
             lines.append(f"  base:    {r.base.summary()}")
             lines.append(f"  aligned: {r.aligned.summary()}")
         lines.append(f"total wall time {self.seconds:.1f}s")
@@ -163,7 +114,6 @@ def run_demo_loop(
     sampling: SamplingConfig | None = None,
 ) -> LoopReport:
     """Label -> export -> DPO -> head-to-head on held-out prompts, `rounds` times, all on the demo task."""
-    from prefapp.demo.task import sample_tasks
     from prefapp.models import resolve_model
     from prefapp.service import PrefService
 
@@ -171,8 +121,8 @@ def run_demo_loop(
     config = AppConfig(model="demo", data_dir=Path(workdir))
     if sampling is not None:
         config.sampling = sampling
-    heldout = [t.question for t in sample_tasks(n_eval, seed=seed, split="heldout")]
-    service = PrefService.open(config, choice=resolve_model("demo"), seed=seed)
+    service = PrefService.open(config, choice=resolve_model("demo"), seed=seed)  # seeds the demo's eval set
+    heldout = [p.text for p in service.store.eval_prompts(limit=n_eval)]
     reports = []
     try:
         for _ in range(rounds):
@@ -182,12 +132,17 @@ def run_demo_loop(
             if result is None or result.cancelled:
                 raise RuntimeError(f"round {round_id} did not finish: {service.training_status()}")
             adapter = service.aligned
-            win = head_to_head(service.policy, heldout, service.sampling, adapter, seed=seed)
-            log.info("round %d: %s", round_id, win.summary())
+            report = simulate_judging(service.evaluation, "base", adapter, n_eval, service.sampling,
+                                      simulated_annotator)
+            log.info("round %d: %s", round_id, report.summary())
             base = profile(service.policy, heldout, service.sampling, None, seed=seed + 7)
             aligned = profile(service.policy, heldout, service.sampling, adapter, seed=seed + 7)
-            reports.append(RoundReport(round_id, labels, result.seconds, win, base, aligned))
-            service.set_generator(adapter)  # the next round labels pairs from the aligned policy
+            try:  # the next round labels pairs from the aligned policy, if the gate lets it through
+                gate = service.make_generator(round_id, admin="simulated")
+            except ConfigError as refused:
+                gate = f"kept {service.generator or 'base'} as the generator. {refused}"
+            reports.append(RoundReport(round_id, labels, result.seconds, report, service.round_checks(round_id),
+                                       gate, base, aligned))
     finally:
         service.close()
     return LoopReport(reports, time.perf_counter() - started)

@@ -163,6 +163,78 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "020_eval_prompts",  # held-out prompts: never served for labelling (their own table, so no query can)
+        """
+        CREATE SEQUENCE eval_prompts_id_seq START 1;
+        CREATE TABLE eval_prompts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('eval_prompts_id_seq'),
+            messages JSON NOT NULL,
+            hash VARCHAR NOT NULL UNIQUE,    -- same sha256 as prompts.hash: a prompt is in one set, not both
+            source VARCHAR NOT NULL,         -- 'demo', 'file:x.jsonl', 'holdout:import:y.csv', ...
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+    (
+        "021_eval_pairs_and_votes",  # blind comparisons of two policies; kept apart from training votes
+        """
+        CREATE TABLE eval_pairs (
+            id VARCHAR PRIMARY KEY,
+            eval_prompt_id BIGINT NOT NULL,
+            prompt JSON NOT NULL,            -- snapshot of the eval prompt's messages
+            policy_a VARCHAR NOT NULL,       -- 'base' or 'round-N': the policy shown on side A
+            policy_b VARCHAR NOT NULL,       -- the policy shown on side B
+            response_a VARCHAR NOT NULL,
+            response_b VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,        -- true when the comparison's first policy is shown on side B
+            model_id VARCHAR NOT NULL,       -- the base model both policies share
+            sampling JSON NOT NULL,
+            served_to VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE SEQUENCE eval_votes_id_seq START 1;
+        CREATE TABLE eval_votes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('eval_votes_id_seq'),
+            pair_id VARCHAR NOT NULL,
+            annotator VARCHAR NOT NULL,
+            judge VARCHAR NOT NULL CHECK (judge IN ('human', 'simulated')),
+            choice VARCHAR NOT NULL CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),
+            eval_prompt_id BIGINT NOT NULL,
+            prompt JSON NOT NULL,            -- from here to shown_at: what the judge saw
+            policy_a VARCHAR NOT NULL,
+            policy_b VARCHAR NOT NULL,
+            response_a VARCHAR NOT NULL,
+            response_b VARCHAR NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            model_id VARCHAR NOT NULL,
+            sampling JSON NOT NULL,
+            shown_at TIMESTAMPTZ NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (pair_id, annotator)
+        );
+        """,
+    ),
+    (
+        "022_round_checks_and_promotions",
+        """
+        CREATE TABLE round_checks (
+            round_id INTEGER PRIMARY KEY,    -- rounds.id
+            checks JSON NOT NULL,            -- prefapp.evaluation.checks.RoundChecks as a dict
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE SEQUENCE promotions_id_seq START 1;
+        CREATE TABLE promotions (
+            id BIGINT PRIMARY KEY DEFAULT nextval('promotions_id_seq'),
+            round_id INTEGER NOT NULL,       -- the round made the generator
+            admin VARCHAR,                   -- who did it, when known
+            verdict VARCHAR NOT NULL,        -- the gate's verdict at that moment
+            flags JSON NOT NULL,             -- the checks' flags at that moment
+            confirmed BOOLEAN NOT NULL,      -- true: the gate refused and the admin confirmed explicitly
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -30,6 +30,7 @@ import duckdb
 
 from prefapp.config import CHOICES
 from prefapp.store.durability import DurableStore, StoreDamagedError, connect_error
+from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import CountingStore
 from prefapp.store.imports import ImportStore
@@ -94,7 +95,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(FeedbackStore, CountingStore, DurableStore, ImportStore):
+class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):

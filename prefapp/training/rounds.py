@@ -53,8 +53,10 @@ def merge_adapter(base_source: str, adapter_dir: str | Path, out_dir: str | Path
     return out_dir
 
 
-def model_card(round_id: int, base_model: str, config: dict, metrics: dict | None, provenance: dict | None) -> str:
-    """A Hub model card: what the adapter is, what it was trained on, with what, and how it ended."""
+def model_card(round_id: int, base_model: str, config: dict, metrics: dict | None, provenance: dict | None,
+               evaluation: str | None = None) -> str:
+    """A Hub model card: what the adapter is, what it was trained on, with what, how it ended, and (`evaluation`,
+    from prefapp.evaluation.gate) its blind verdict and automatic checks on held-out prompts."""
     provenance, metrics = provenance or {}, metrics or {}
     counts = provenance.get("counts", {})
     keys = ("loss", "rewards/margins", "rewards/accuracies", "steps", "seconds")
@@ -87,7 +89,11 @@ both bad dropped: {counts.get("both_bad", "?")})
 | metric | value |
 |---|---|
 {shown}
-"""
+""" + (f"""
+## Evaluation on held-out prompts
+
+{evaluation}
+""" if evaluation else "")
 
 
 def push_adapter(adapter_dir: str | Path, repo_id: str, card: str, token: str | None = None,

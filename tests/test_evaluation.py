@@ -1,0 +1,115 @@
+"""Evaluation without a model: held-out prompts, eval pairs and votes in DuckDB, the checks' figures and flags,
+the gate's decision. (With the demo model: tests/test_eval_loop.py.)"""
+
+import json
+
+import pytest
+
+from prefapp.evaluation.checks import RoundChecks, TextStats, distinct_n, flags, repeated_ngram_share
+from prefapp.evaluation.gate import decide
+from prefapp.evaluation.heldout import add_labelling_prompts, is_held_out
+from prefapp.evaluation.judge import report_from_votes
+from prefapp.store import Store
+from prefapp.store.records import to_messages
+
+SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "prefapp.duckdb") as s:
+        yield s
+
+
+def test_eval_prompts_and_labelling_prompts_never_overlap(store):
+    store.add_prompts(["labelled already"], source="typed")
+    result = store.add_eval_prompts(["held 1", "held 2", "held 1", "labelled already", "  "], source="file:e.jsonl")
+    assert (result.added, result.duplicates, result.in_labelling, result.invalid) == (2, 1, 1, 1)
+    assert store.eval_prompt_count() == 2 and store.prompt_count() == 1
+    added = add_labelling_prompts(store, ["held 2", "new one"], "typed", share=0.0)
+    assert added.result.added == 1 and added.skipped_eval == 1  # an eval prompt is never made a labelling prompt
+    assert {p.text for p in store.least_served_prompts(10)} == {"labelled already", "new one"}
+
+
+def test_holdout_share_is_a_stable_hash(store):
+    prompts = [f"question {i}" for i in range(2000)]
+    held = [p for p in prompts if is_held_out(to_messages(p), 0.1)]
+    assert 150 < len(held) < 250  # about 10%
+    assert held == [p for p in prompts if is_held_out(to_messages(p), 0.1)]  # the same ones every time
+    added = add_labelling_prompts(store, prompts, "import:q.csv", share=0.1)
+    assert added.held_out.added == len(held) and store.eval_prompt_count() == len(held)
+    assert store.prompt_count() == 2000 - len(held)
+    again = add_labelling_prompts(store, prompts, "import:q.csv", share=0.1)  # a re-import leaks nothing
+    assert again.result.added == 0 and store.prompt_count() == 2000 - len(held)
+    assert "held out for evaluation" in added.note()
+
+
+def _vote(store, a_text: str, b_text: str, shown: tuple[str, str], choice: str, annotator: str = "ann",
+          judge: str = "human"):
+    prompt = store.eval_prompts()[0]
+    pair = store.add_eval_pair(prompt, shown[0], shown[1], a_text, b_text, shown[0] != "base", "demo", SAMPLING,
+                               annotator)
+    return store.record_eval_vote(pair.id, choice, annotator, judge)
+
+
+def test_eval_votes_keep_full_provenance_and_stay_out_of_training_votes(store):
+    store.add_eval_prompts(["What is 2 + 2?"], source="test")
+    vote, created = _vote(store, "4.", "Four, you fool.", ("round-1", "base"), "A")
+    assert created and vote.winner == "round-1" and vote.judge == "human" and vote.swapped
+    assert (vote.policy_a, vote.policy_b, vote.response_a, vote.response_b) == ("round-1", "base", "4.",
+                                                                                 "Four, you fool.")
+    assert vote.prompt == [{"role": "user", "content": "What is 2 + 2?"}] and vote.sampling == SAMPLING
+    again, created = store.record_eval_vote(vote.pair_id, "B", "ann")
+    assert not created and again.choice == "A"  # a double click changes nothing
+    assert store.votes() == []  # training exports read votes: an eval vote can never reach them
+    with pytest.raises(ValueError, match="unknown eval pair"):
+        store.record_eval_vote("nope", "A", "ann")
+    with pytest.raises(ValueError, match="judge"):
+        store.record_eval_vote(vote.pair_id, "A", "bob", judge="robot")
+
+
+def test_report_orients_wins_by_policy_not_by_side(store):
+    store.add_eval_prompts(["q"], source="test")
+    for i in range(12):  # round-1 wins 9 of 12 whichever side it is shown on
+        shown = ("round-1", "base") if i % 2 else ("base", "round-1")
+        winner_side = "A" if shown[0] == "round-1" else "B"
+        loser_side = "B" if winner_side == "A" else "A"
+        _vote(store, "x", "y", shown, winner_side if i < 9 else loser_side, annotator=f"ann{i}")
+    _vote(store, "x", "y", ("base", "round-1"), "tie", annotator="ann-tie")
+    report = report_from_votes(store.eval_votes(), "base", "round-1", bootstrap=50)
+    assert (report.win.wins, report.win.losses, report.win.ties) == (9, 3, 1)
+    data = report.to_dict()
+    assert set(data) >= {"a", "b", "wins", "losses", "ties", "win_rate", "ci_low", "ci_high", "lc_win_rate",
+                         "verdict", "leaderboard"}
+    assert data["leaderboard"][0]["policy"] == "round-1" and json.dumps(data)
+
+
+def test_repetition_and_diversity_figures():
+    assert repeated_ngram_share("a b c a b c") == pytest.approx(1 / 4)  # 4 trigrams, "a b c" repeats once
+    assert repeated_ngram_share("short") == 0.0
+    assert distinct_n(["a b", "a b"]) == 0.5 and distinct_n(["a b c"]) == 1.0
+
+
+def _stats(rep=0.01, dist=0.6, tokens=12.0, hit=0.0):
+    return TextStats(rep, dist, tokens, hit)
+
+
+def test_flags_name_the_remedy_and_a_healthy_round_has_none():
+    assert flags(_stats(), _stats(rep=0.02, tokens=9.0), drift=0.4) == []
+    flagged = flags(_stats(), _stats(rep=0.45, dist=0.1, tokens=60.0, hit=0.9), drift=3.0)
+    assert len(flagged) == 5 and "halve the learning rate" in flagged[0] and "beta" in flagged[0]
+
+
+def test_gate_refuses_worse_or_degenerate_and_can_require_working(store):
+    store.add_eval_prompts(["q"], source="test")
+    for i in range(40):  # round-1 loses 32 of 40
+        _vote(store, "x", "y", ("base", "round-1"), "A" if i < 32 else "B", annotator=f"a{i}")
+    worse = report_from_votes(store.eval_votes(), "base", "round-1", bootstrap=0)
+    healthy = RoundChecks("round-1", 10, _stats(), _stats(), 0.3, 3.0, [])
+    decision = decide("round-1", "base", worse.verdict, healthy, require_working=False)
+    assert not decision.allowed and "worse" in decision.text() and "Confirm" in decision.text()
+    degenerate = RoundChecks("round-1", 10, _stats(), _stats(rep=0.5), 0.3, 3.0, ["Repetitive outputs"])
+    undecided = report_from_votes([], "base", "round-1", bootstrap=0)
+    assert not decide("round-1", "base", undecided.verdict, degenerate, False).allowed
+    assert decide("round-1", "base", undecided.verdict, healthy, False).allowed
+    assert not decide("round-1", "base", undecided.verdict, healthy, require_working=True).allowed
