@@ -101,3 +101,19 @@ def test_each_paired_format_exports_as_conversational_rows(rows, name, tmp_path)
     for row in dataset:
         assert row["prompt"][-1]["role"] == "user"
         assert [m["role"] for m in row["chosen"]] == [m["role"] for m in row["rejected"]] == ["assistant"]
+
+
+@pytest.mark.parametrize("rows,name", [(TRL_STANDARD, "standard.jsonl"), (HH_RLHF, "hh.json")])
+def test_prefapp_train_reads_any_paired_format_as_conversational_rows(rows, name, tmp_path):
+    """`prefapp train --dataset` on a TRL standard or hh-rlhf file used to crash preflight with a traceback."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from prefapp.config import TrainConfig
+    from prefapp.training.headless import load_training_data
+    from prefapp.training.preflight import run_preflight
+
+    data = load_training_data(str(write(tmp_path / name, rows)), tmp_path / "none.duckdb")
+    assert len(data.dataset) >= 1 and data.dataset[0]["chosen"][0]["role"] == "assistant"
+    report = run_preflight(data.dataset, TrainConfig(batch_size=1), AutoTokenizer.from_pretrained(DEMO_MODEL_DIR),
+                           AutoConfig.from_pretrained(DEMO_MODEL_DIR))
+    assert report.data.pairs == len(data.dataset)

@@ -305,3 +305,26 @@ def with_imported(store, votes, share: float | None = None, seed: int = 0) -> tu
     if not keep:
         return votes, 0, total
     return concatenate_datasets([votes, imported.cast(votes.features)]), keep, total - keep
+
+
+def conversational(dataset) -> bool:
+    """Whether a prompt/chosen/rejected dataset is in the conversational shape prefapp trains on."""
+    if not len(dataset):
+        return True
+    row = dataset[0]
+    return all(isinstance(row[c], list) and row[c] and isinstance(row[c][0], dict) for c in ("prompt", "chosen",
+                                                                                           "rejected"))
+
+
+def as_training_rows(parsed: Parsed):
+    """Parsed pairs of any format as the conversational prompt/chosen/rejected rows DPO trains on."""
+    from datasets import Dataset
+
+    if not parsed.paired:
+        raise ConfigError(f"{parsed.source.name} holds labelled completions ({parsed.format}), not pairs: DPO needs "
+                          "pairs; import it with `prefapp import` for the feedback store instead")
+    if parsed.skipped:
+        log.warning("%s: %d row(s) skipped (%s)", parsed.source.name, len(parsed.skipped),
+                    json.dumps(parsed.skipped_by_reason()))
+    return Dataset.from_list([{"prompt": p.prompt, "chosen": [{"role": "assistant", "content": p.chosen}],
+                               "rejected": [{"role": "assistant", "content": p.rejected}]} for p in parsed.items])

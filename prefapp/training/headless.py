@@ -16,7 +16,8 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from prefapp.config import TrainConfig
+from prefapp.config import ConfigError, TrainConfig
+from prefapp.preferences.pair_import import as_training_rows, conversational, preview
 from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, load_preferences
 from prefapp.preferences.resolve import ExportOptions, preference_dataset
 from prefapp.training.preflight import PreflightReport, run_preflight
@@ -46,7 +47,12 @@ def load_training_data(dataset_path: str | None, db_path: Path,
     """An exported dataset when given, else the store's votes resolved under `options` exactly as the app's export
     and training do (the store is read, never written by training)."""
     if dataset_path:
-        dataset = load_preferences(dataset_path).select_columns(list(PREFERENCE_COLUMNS))
+        try:
+            dataset = load_preferences(dataset_path).select_columns(list(PREFERENCE_COLUMNS))
+        except ConfigError:
+            dataset = None  # not prompt/chosen/rejected: maybe another preference format
+        if dataset is None or not conversational(dataset):  # TRL standard, hh-rlhf, ShareGPT, ...: read as pairs
+            dataset = as_training_rows(preview(str(dataset_path)))
         return TrainingData(dataset, None, str(dataset_path))
     dataset, counts = _votes_dataset(db_path, options)
     return TrainingData(dataset.select_columns(list(PREFERENCE_COLUMNS)) if len(dataset) else dataset, counts,
