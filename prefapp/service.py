@@ -234,6 +234,10 @@ class PrefService(EvalIntents):
         """Import preference pairs (or labelled completions) in one transaction; a re-import adds nothing."""
         return pair_import.import_source(self.store, self._prompt_source(source, uploaded), split, format)
 
+    def imported_counts(self) -> dict[str, int]:
+        """Imported pairs by source (file name or Hub id)."""
+        return self.store.imported_counts()
+
     def prompt_columns(self, source: str, split: str = "train", uploaded: bool = False) -> list[str]:
         """The columns of a table or dataset to choose the prompt column from ([] for .txt/.jsonl)."""
         return table_columns(self._prompt_source(source, uploaded), split)
@@ -390,10 +394,12 @@ class PrefService(EvalIntents):
     def rounds(self) -> list[Round]:
         return self.store.rounds()
 
-    def preflight(self, config: TrainConfig, dataset=None, counts=None) -> PreflightReport:
-        """Check the current data and `config` before training: counts, truncation, preview, memory, settings."""
+    def preflight(self, config: TrainConfig, dataset=None, counts=None,
+                  options: ExportOptions | None = None) -> PreflightReport:
+        """Check the current data (under `options`: votes, imported or both) and `config` before training: counts,
+        truncation, preview, memory, settings."""
         if dataset is None:
-            dataset, counts = self._preferences()
+            dataset, counts = self._preferences(options)
         model_config = self.policy.config  # from config.json: a remote generator leaves the weights unloaded
         return run_preflight(dataset, config, self._own_tokenizer(), model_config,
                              ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
@@ -440,7 +446,7 @@ class PrefService(EvalIntents):
         choice = self.policy.choice
         rnd = register_round(self.store, self.user_path(adapter_dir), choice.source, choice.label)
         name = round_adapter_name(rnd.id)
-        self.policy.load_adapter(name, rnd.adapter_path)
+        self.backend.add_adapter(name, rnd.adapter_path)
         self.aligned = name
         return rnd
 

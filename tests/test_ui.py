@@ -15,8 +15,8 @@ from prefapp.ui.app import API_NAMES, build_ui
 from prefapp.ui.train_tab import history_frame
 from tests.browser import served
 
-EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/quality", "/export", "/train",
-                      "/train_status", "/chat", "/set_generator"}
+EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/import_pairs", "/quality",
+                      "/export", "/train", "/train_status", "/add_round", "/chat", "/set_generator"}
 
 
 @pytest.fixture
@@ -42,7 +42,8 @@ def test_build_ui_exposes_exactly_the_named_api(service: PrefService) -> None:
         assert groups[name] == ("label", 16), name
     train = {p["parameter_name"]: p["parameter_default"] for p in api["named_endpoints"]["/train"]["parameters"]}
     assert train == {"beta": 0.1, "learning_rate": 5e-4, "num_epochs": 1.0, "batch_size": 8, "max_length": 512,
-                     "lora_r": 16, "loss_type": "sigmoid", "precompute_ref_log_probs": False, "save_steps": 50}
+                     "lora_r": 16, "loss_type": "sigmoid", "precompute_ref_log_probs": False, "save_steps": 50,
+                     "sources": "votes", "imported_share": 0.0}
 
 
 def test_training_history_plots_as_numbers_and_starts_as_none() -> None:

@@ -64,7 +64,8 @@ def load_table(source: str, split: str = "train"):
         raise
     except Exception as exc:  # unknown name, offline, unreadable file: the user must change the source
         raise ConfigError(f"could not read prompts from {source!r} ({type(exc).__name__}: {exc}): give a .txt, "
-                          ".json, .jsonl, .csv or .parquet file, a saved dataset folder, or a Hub dataset name") from exc
+                          ".json, .jsonl, .csv or .parquet file, a saved dataset folder, or a Hub dataset "
+                          "name") from exc
 
 
 def table_columns(source: str, split: str = "train") -> list[str]:

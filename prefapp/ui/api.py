@@ -17,10 +17,10 @@ from prefapp.ui.chat_tab import set_generator_message
 from prefapp.ui.common import user_errors
 from prefapp.ui.data_tab import export_message
 from prefapp.ui.label_tab import LABEL_CONCURRENCY
-from prefapp.ui.train_tab import start_message, status_dict
+from prefapp.ui.train_tab import data_options, start_message, status_dict
 
-API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "quality", "export", "train",
-             "train_status", "chat", "set_generator")
+API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
+             "train", "train_status", "add_round", "chat", "set_generator")
 
 
 class Api:
@@ -37,10 +37,12 @@ class Api:
         api(self.undo, api_name="undo", role=ANNOTATOR, **LABEL_CONCURRENCY)
         api(self.add_prompts, api_name="add_prompts", role=ADMIN)
         api(self.import_prompts, api_name="import_prompts", role=ADMIN)
+        api(self.import_pairs, api_name="import_pairs", role=ADMIN)
         api(self.quality, api_name="quality", role=ADMIN)
         api(self.export, api_name="export", role=ADMIN)
         api(self.train, api_name="train", role=ADMIN)
         api(self.train_status, api_name="train_status", role=ADMIN)
+        api(self.add_round, api_name="add_round", role=ADMIN)
         api(self.chat, api_name="chat", role=ANNOTATOR)
         api(self.set_generator, api_name="set_generator", role=ADMIN)
 
@@ -75,26 +77,45 @@ class Api:
         with user_errors():
             return self.service.import_prompt_source(source.strip(), column.strip() or None, split or "train")
 
+    def import_pairs(self, source: str, format: str = "auto", split: str = "train") -> dict:
+        """Import preference pairs (or KTO-shape labelled completions) from a file under the data folder (.json,
+        .jsonl, .csv, .parquet, a saved dataset) or a Hub dataset id; `format`: auto (detected) or a format name.
+        Returns the counts: source, format, kind, rows, added, duplicates, skipped (by reason), skipped_examples."""
+        with user_errors():
+            return self.service.import_preferences(source.strip(), split or "train", format or "auto").as_dict()
+
     def quality(self) -> dict:
         """The Quality tab's figures: per-annotator stats, agreement (percent, Fleiss' and Cohen's kappa), probes."""
         return asdict(self.service.quality())
 
     def export(self, name: str = "", push_to: str = "", disagreement: str = "majority", both_bad: str = "drop",
-               written: str = "use") -> str:
+               written: str = "use", sources: Literal["votes", "imported", "both"] = "votes",
+               imported_share: float = 0.0) -> str:
         """Export the votes as a datasets dataset (save_to_disk + Parquet), resolving disagreements (majority, drop,
-        all), both-bad (drop, written) and human-written responses (use, ignore); optionally push it to the Hub."""
-        return export_message(self.service, name, push_to, disagreement, both_bad, written)
+        all), both-bad (drop, written) and human-written responses (use, ignore); `sources`: votes, imported or
+        both, imported pairs capped at `imported_share` of the rows (0: no cap); optionally push it to the Hub."""
+        return export_message(self.service, name, push_to, disagreement, both_bad, written, sources, imported_share)
 
     def train(
         self, beta: float = TrainConfig.beta, learning_rate: float = TrainConfig.learning_rate,
         num_epochs: float = TrainConfig.num_epochs, batch_size: int = TrainConfig.batch_size,
         max_length: int = TrainConfig.max_length, lora_r: int = TrainConfig.lora_r,
         loss_type: str = TrainConfig.loss_type, precompute_ref_log_probs: bool = False,
-        save_steps: int = TrainConfig.save_steps,
+        save_steps: int = TrainConfig.save_steps, sources: Literal["votes", "imported", "both"] = "votes",
+        imported_share: float = 0.0,
     ) -> str:
-        """Export the current votes and start a DPO LoRA round in the background; poll /train_status."""
+        """Export the current preferences (`sources`: votes, imported pairs or both, imported capped at
+        `imported_share` of the rows, 0: no cap) and start a DPO LoRA round in the background; poll /train_status."""
         return start_message(self.service, beta, learning_rate, num_epochs, batch_size, max_length, lora_r,
-                             loss_type, precompute_ref_log_probs, save_steps)
+                             loss_type, precompute_ref_log_probs, save_steps,
+                             options=data_options(sources, imported_share))
+
+    def add_round(self, adapter_dir: str) -> str:
+        """Register a LoRA adapter folder trained elsewhere (under the data folder) as the next finished round, after
+        checking it was trained on this app's model."""
+        with user_errors():
+            rnd = self.service.add_round(adapter_dir.strip())
+        return f"Round {rnd.id} added from {rnd.adapter_path}."
 
     def train_status(self) -> dict:
         """The latest training progress: state, step, total_steps, epoch, elapsed_s, eta_s, metrics, message."""

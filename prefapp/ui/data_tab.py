@@ -4,27 +4,33 @@ written-response options), adding prompts by hand and importing them from a file
 import gradio as gr
 import pandas as pd
 
-from prefapp.preferences.resolve import BOTH_BAD, DISAGREEMENT, WRITTEN, ExportOptions
+from prefapp.preferences.resolve import BOTH_BAD, DISAGREEMENT, SOURCES, WRITTEN, ExportOptions
 from prefapp.service import PrefService
 from prefapp.store import VoteCounts
 from prefapp.ui.access import ADMIN, on
+from prefapp.ui.import_panel import ImportPairsPanel, counts_frame
 from prefapp.ui.common import PRIVATE, Update, capitalized, toast_text, user_errors
 
 
-def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int, both_bad: int) -> str:
+def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int, both_bad: int,
+                         imported: dict[str, int] | None = None) -> str:
     by = counts.by_choice
-    return (
+    text = (
         f"**{prompts}** prompts - **{counts.total}** votes (A {by.get('A', 0)}, B {by.get('B', 0)}, "
         f"tie {by.get('tie', 0)}, both bad {by.get('both_bad', 0)}) - **{pairs}** DPO pairs; "
         f"left out of training: {ties} ties, {both_bad} both bad."
     )
+    if imported:  # source names are file names or Hub ids: counted here, listed in the import panel's table
+        text += f" **{sum(imported.values())}** imported pairs from {len(imported)} source(s)."
+    return text
 
 
 def export_message(service: PrefService, name: str = "", push_to: str = "", disagreement: str = "majority",
-                   both_bad: str = "drop", written: str = "use") -> str:
+                   both_bad: str = "drop", written: str = "use", sources: str = "votes",
+                   imported_share: float | None = None) -> str:
     """Export the votes and say where they went; a failed push is reported, the export itself stays saved."""
     with user_errors():
-        options = ExportOptions(disagreement, both_bad, written)
+        options = ExportOptions(disagreement, both_bad, written, sources, imported_share or None)
         result = service.export(name.strip() or None, options)
     c = result.counts
     message = (f"Exported {c.pairs} pairs to {result.dataset_dir} and {result.parquet_path} "
@@ -48,6 +54,7 @@ class DataTab:
 
     def __init__(self, service: PrefService) -> None:
         self.service = service
+        self.pairs_import = ImportPairsPanel(service)
 
     def render(self) -> None:
         with gr.Tab("Data") as self.tab:
@@ -61,6 +68,7 @@ class DataTab:
                     self._render_export()
                 with gr.Column():
                     self._render_prompts()
+            self.pairs_import.render()
 
     def _render_export(self) -> None:
         gr.Markdown("### Export (Hugging Face `datasets`: save_to_disk + Parquet)")
@@ -76,6 +84,11 @@ class DataTab:
                                         info="drop; written: keep it when the annotator wrote a better response")
             self.written = gr.Dropdown(list(WRITTEN), value="use", label="Human-written responses",
                                        info="use: it becomes chosen (marked human_written)")
+        with gr.Row():
+            self.sources = gr.Dropdown(list(SOURCES), value="votes", label="Rows from",
+                                       info="votes: the app's human votes; imported: imported pairs; both")
+            self.imported_share = gr.Number(0, label="Cap on the imported share (0: none)", minimum=0, maximum=1,
+                                            info="with both: imported pairs make at most this share of the rows")
         self.export_button = gr.Button("Export", variant="primary")
         self.export_result = gr.Textbox(label="Export result", interactive=False, lines=3)
 
@@ -101,10 +114,12 @@ class DataTab:
         return [self.tab]
 
     def events(self) -> None:
-        view = [self.counts, self.preview]
+        view = [self.counts, self.preview, self.pairs_import.counts]
         on([self.tab.select, self.refresh.click], self.on_refresh, None, view, role=ADMIN, **PRIVATE)
         exported = on(self.export_button.click, self.on_export, [self.export_name, self.push_repo, self.disagreement,
-                      self.both_bad, self.written], [self.export_result], role=ADMIN, **PRIVATE)
+                      self.both_bad, self.written, self.sources, self.imported_share], [self.export_result],
+                      role=ADMIN, **PRIVATE)
+        pairs_imported = self.pairs_import.events()
         added = on(self.add_prompts_button.click, self.on_add_prompts, [self.new_prompts],
                    [self.add_prompts_result, self.new_prompts], role=ADMIN, **PRIVATE)
         import_in = [self.import_file, self.import_source, self.import_split]
@@ -112,18 +127,19 @@ class DataTab:
            [self.import_column], role=ADMIN, **PRIVATE)
         imported = on(self.import_button.click, self.on_import, [*import_in, self.import_column], [self.import_result],
                       role=ADMIN, **PRIVATE)
-        for done in (exported, added, imported):  # the counts and preview follow every change
+        for done in (exported, added, imported, pairs_imported):  # the counts and preview follow every change
             on(done.success, self.on_refresh, None, view, role=ADMIN, **PRIVATE)
 
     def on_refresh(self) -> Update:
         summary = self.service.data_summary()
-        counts = data_counts_markdown(summary.prompts, summary.counts, summary.pairs, summary.ties, summary.both_bad)
+        counts = data_counts_markdown(summary.prompts, summary.counts, summary.pairs, summary.ties, summary.both_bad,
+                                      summary.imported)
         preview = pd.DataFrame(summary.preview, columns=["prompt", "chosen", "rejected"])
-        return {self.counts: counts, self.preview: preview}
+        return {self.counts: counts, self.preview: preview, self.pairs_import.counts: counts_frame(summary.imported)}
 
     def on_export(self, name: str, repo_id: str, disagreement: str = "majority", both_bad: str = "drop",
-                  written: str = "use") -> str:
-        return export_message(self.service, name, repo_id, disagreement, both_bad, written)
+                  written: str = "use", sources: str = "votes", imported_share: float | None = None) -> str:
+        return export_message(self.service, name, repo_id, disagreement, both_bad, written, sources, imported_share)
 
     def on_add_prompts(self, text: str) -> Update:
         with user_errors():

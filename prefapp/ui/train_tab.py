@@ -13,6 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from prefapp.config import ConfigError, TrainConfig
+from prefapp.preferences.resolve import SOURCES, ExportOptions
 from prefapp.service import PrefService
 from prefapp.store import Round
 from prefapp.training.dpo import LOSS_TYPES
@@ -87,10 +88,15 @@ def knobs_config(service: PrefService, *values: Any) -> TrainConfig:
     return train_config(service.config.train, **knobs)
 
 
-def start_message(service: PrefService, *values: Any) -> str:
-    """Export the current votes and start a round in the background; what to tell the user."""
+def data_options(sources: str = "votes", imported_share: float | None = None) -> ExportOptions:
+    """Which rows a round trains on: the app's votes, imported pairs, or both (imported capped at a share)."""
+    return ExportOptions(sources=sources or "votes", imported_share=imported_share or None)
+
+
+def start_message(service: PrefService, *values: Any, options: ExportOptions | None = None) -> str:
+    """Export the current preferences and start a round in the background; what to tell the user."""
     with user_errors():
-        round_id = service.start_training(knobs_config(service, *values))
+        round_id = service.start_training(knobs_config(service, *values), options=options)
     n_pairs = next((r.n_pairs for r in service.rounds() if r.id == round_id), "?")
     return f"Round {round_id} started on {n_pairs} pairs; labelling can go on meanwhile."
 
@@ -133,6 +139,10 @@ class TrainTab:
                 self.loss_type = gr.Dropdown(list(LOSS_TYPES), value=d.loss_type, label="loss_type")
             self._render_options()
             with gr.Row():
+                self.sources = gr.Dropdown(list(SOURCES), value="votes", label="Train on",
+                                           info="votes: the app's human votes; imported: imported pairs; both")
+                self.imported_share = gr.Number(0, label="Cap on the imported share (0: none)", minimum=0, maximum=1)
+            with gr.Row():
                 self.start_button = gr.Button("Start training", variant="primary")
                 self.cancel_button = gr.Button("Cancel", variant="stop")
             self.message = gr.Textbox(label="Training status", interactive=False)
@@ -174,6 +184,10 @@ class TrainTab:
             self.push_round_repo = gr.Textbox(label="Hub model repo (owner/name; token from HF_TOKEN)", scale=3,
                                               placeholder="alice/prefapp-round-1", max_length=200)
             self.push_round_button = gr.Button("Push adapter + model card", scale=1)
+        with gr.Row():
+            self.add_round_dir = gr.Textbox(label="Adapter folder trained elsewhere (a path under the data folder)",
+                                            placeholder="adapters/cli-run-20260101-120000", scale=3, max_length=500)
+            self.add_round_button = gr.Button("Add as a round (checks its base model)", scale=1)
         self.round_result = gr.Textbox(label="Round operation", interactive=False)
 
     @property
@@ -190,13 +204,14 @@ class TrainTab:
         view = [self.message, self.progress, self.plot, self.metrics, self.rounds_table, self.timer, aligned_pick,
                 model_info]
         on(page_load(), self.on_load, None, [self.timer], role=ADMIN, **PRIVATE)
-        on(self.start_button.click, self.on_start, self.knobs, [self.message, self.timer, self.rounds_table],
-           role=ADMIN, **PRIVATE)
+        data = [self.sources, self.imported_share]
+        on(self.start_button.click, self.on_start, [*self.knobs, *data], [self.message, self.timer,
+           self.rounds_table], role=ADMIN, **PRIVATE)
         on(self.cancel_button.click, self.on_cancel, None, [self.message], role=ADMIN, **PRIVATE)
         on([self.timer.tick, self.tab.select], self.on_poll, None, view, show_progress="hidden", role=ADMIN,
            **PRIVATE)
-        on(self.preflight_button.click, self.on_preflight, self.knobs, [self.preflight_report, self.preflight_preview],
-           role=ADMIN, **PRIVATE)
+        on(self.preflight_button.click, self.on_preflight, [*self.knobs, *data], [self.preflight_report,
+           self.preflight_preview], role=ADMIN, **PRIVATE)
         ops = [self.round_result, self.rounds_table, model_info, aligned_pick]
         resumed = on(self.resume_button.click, self._round_op(self.resume), [self.round_pick], ops, role=ADMIN,
                      **PRIVATE)
@@ -204,6 +219,7 @@ class TrainTab:
         for button, op in ((self.make_generator_button, self.make_generator), (self.rollback_button, self.rollback),
                            (self.merge_button, self.merge)):
             on(button.click, self._round_op(op), [self.round_pick], ops, role=ADMIN, **PRIVATE)
+        on(self.add_round_button.click, self.on_add_round, [self.add_round_dir], ops, role=ADMIN, **PRIVATE)
         on(self.push_round_button.click, self.on_push, [self.round_pick, self.push_round_repo], [self.round_result],
            role=ADMIN, **PRIVATE)
 
@@ -212,8 +228,9 @@ class TrainTab:
     def on_load(self) -> gr.Timer:
         return gr.Timer(active=self.service.training_running())
 
-    def on_start(self, *knobs: Any) -> Update:
-        message = start_message(self.service, *knobs)
+    def on_start(self, *values: Any) -> Update:
+        *knobs, sources, share = values
+        message = start_message(self.service, *knobs, options=data_options(sources, share))
         return {self.message: message, self.timer: gr.Timer(active=True),
                 self.rounds_table: rounds_frame(self.service.rounds())}
 
@@ -233,8 +250,9 @@ class TrainTab:
         return update
 
     def on_preflight(self, *values: Any) -> Update:
+        *knobs, sources, share = values
         with user_errors():
-            report = self.service.preflight(knobs_config(self.service, *values))
+            report = self.service.preflight(knobs_config(self.service, *knobs), options=data_options(sources, share))
         return {self.preflight_report: report_markdown(report), self.preflight_preview: report.preview}
 
     def _rounds_changed(self) -> Update:
@@ -264,6 +282,15 @@ class TrainTab:
 
     def merge(self, round_id: float | None) -> str:
         return f"Merged model saved to {self.service.merge_round(int(round_id or 0))}"
+
+    def on_add_round(self, adapter_dir: str) -> Update:
+        """Register an adapter folder trained elsewhere as the next round, after the base-model check."""
+        with user_errors():
+            if not (adapter_dir or "").strip():
+                raise ConfigError("enter the adapter folder (it holds adapter_config.json), under the data folder")
+            rnd = self.service.add_round(adapter_dir.strip())
+        message = f"Round {rnd.id} added from {rnd.adapter_path}; the chat compares the base with it now."
+        return {self.round_result: message, **self._rounds_changed()}
 
     def on_push(self, round_id: float | None, repo: str) -> str:
         with user_errors():
