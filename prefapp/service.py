@@ -53,6 +53,7 @@ class PairView:
     response_b: str
     generator: str  # which policy wrote both responses
     source: str = "queue"  # "queue" (ready ahead), "generated" (queue was empty), "overlap" or "probe"
+    messages: tuple[dict, ...] = ()  # the prompt's turns: earlier turns of a conversation, then the user's last
 
 
 @dataclass(frozen=True)
@@ -558,7 +559,7 @@ class PrefService(EvalIntents):
 
 def _view(pair, source: str) -> PairView:
     return PairView(pair.id, prompt_text(pair.prompt), pair.response_a, pair.response_b, pair.adapter_id or "base",
-                    source)
+                    source, tuple(pair.prompt))
 
 
 def _provenance(dataset, counts, export: ExportResult, output_dir: Path) -> dict:
