@@ -53,12 +53,15 @@ class ChatTab:
                 self.message = gr.Textbox(label="Message to both models", scale=4, submit_btn=False)
                 self.send = gr.Button("Send", variant="primary", scale=1)
                 self.clear = gr.Button("Clear", scale=1)
+            with gr.Row():
+                self.to_labeling = gr.Button("Send to labelling: this chat + the message above becomes a prompt, "
+                                             "its next two replies the next pair", size="sm")
             self.base_history = gr.State([])  # [{"role", "content"}] as the model saw it: small and copyable
             self.aligned_history = gr.State([])
 
     @property
     def admin_only(self) -> list:
-        return [self.use_aligned, self.use_base]
+        return [self.use_aligned, self.use_base, self.to_labeling]
 
     def events(self) -> None:
         view = [self.base_chat, self.aligned_chat, self.base_history, self.aligned_history, self.message]
@@ -72,6 +75,8 @@ class ChatTab:
            **PRIVATE)
         on(self.use_aligned.click, partial(self.on_generator, "aligned"), None, [model_info], role=ADMIN, **PRIVATE)
         on(self.use_base.click, partial(self.on_generator, "base"), None, [model_info], role=ADMIN, **PRIVATE)
+        on(self.to_labeling.click, self.on_to_labeling, [self.message, self.base_history], [self.message],
+           role=ADMIN, **PRIVATE)
 
     def on_chat(self, message: str, base_history: list[dict], aligned_history: list[dict]) -> Update:
         with user_errors():
@@ -107,3 +112,12 @@ class ChatTab:
         message = set_generator_message(self.service, self.service.aligned if which == "aligned" else "base")
         gr.Info(toast_text(message))
         return model_text(self.service.model_info())
+
+    def on_to_labeling(self, message: str, base_history: list[dict]) -> str:
+        """The base side's conversation plus the typed message (the user's next turn) becomes a labelling prompt."""
+        if not (message or "").strip():
+            raise gr.Error("Type the next user message first: a labelling prompt ends with the user's turn.")
+        with user_errors():
+            result = self.service.send_to_labeling([*base_history, {"role": "user", "content": message}])
+        gr.Info(toast_text(result))
+        return ""
