@@ -192,6 +192,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from prefapp.models import resolve_model
     from prefapp.training.dpo import train_dpo
 
+    if args.resume and not args.output:
+        raise ConfigError("--resume continues a run: pass its adapter directory with --output DIR")
     config = _app_config(args)
     train_config = _train_config(args)
     data = load_training_data(args.dataset, config.db_path, _export_options(args))
@@ -205,8 +207,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(report.first_error())
     if args.preflight:
         return 0
-    if args.resume and not args.output:
-        raise ConfigError("--resume continues a run: pass its adapter directory with --output DIR")
     out = Path(args.output or config.adapters_dir / f"cli-run-{time.strftime('%Y%m%d-%H%M%S')}")
     if main_rank:
         print(f"training {choice.label} ({choice.reason}) on {len(data.dataset)} pairs from {data.source} -> {out}"

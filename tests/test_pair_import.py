@@ -298,3 +298,21 @@ def test_cli_import_prints_counts_and_reimport_adds_nothing(tmp_path):
     assert (again["added"], again["duplicates"]) == (0, 1)
     refused = prefapp("import", str(tmp_path / "nope.csv"), "--data-dir", str(tmp_path))
     assert refused.returncode == 2 and "nope.csv does not exist" in refused.stderr
+
+
+def test_rated_responses_with_a_scores_column(tmp_path):
+    rows = [{"prompt": Q1, "responses": ["5", "4", "22"], "scores": [1, 9, 2]}]
+    parsed = preview(str(write(tmp_path / "rated.parquet", rows)))
+    assert parsed.format == "ultrafeedback" and triples(parsed)[0][:2] == ([U(Q1)], "4")
+
+
+def test_more_refusals(tmp_path):
+    from prefapp.cli import main
+    from prefapp.preferences.pair_import import as_training_rows
+
+    (tmp_path / "list.json").write_text('[1, 2]')  # datasets reads it as a `text` column: no format fits
+    with pytest.raises(ConfigError, match="unknown preference format: columns found: text"):
+        preview(str(tmp_path / "list.json"))
+    with pytest.raises(ConfigError, match="holds labelled completions \\(kto\\), not pairs: DPO needs pairs"):
+        as_training_rows(preview(str(write(tmp_path / "kto.jsonl", KTO))))
+    assert main(["train", "--resume", "--data-dir", str(tmp_path)]) == 2  # refused before anything loads
