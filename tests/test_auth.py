@@ -249,3 +249,21 @@ def test_uploads_need_an_admin_and_stay_under_the_size_limit(app, monkeypatch) -
             if name == "boss":  # 50 MiB by default (PREFAPP_MAX_UPLOAD_MB): 60 MiB is refused
                 big = {"files": ("big.txt", b"x" * (60 * 1024 * 1024), "text/plain")}
                 assert http.post("gradio_api/upload", files=big).status_code in (400, 413)
+
+
+def test_the_page_config_carries_no_admin_data_and_an_admin_page_load_fills_it(service: PrefService,
+                                                                               users_toml: str) -> None:
+    round_id = service.store.start_round("demo", {"beta": 0.1}, "/data/exports/secret-export", 3)
+    service.store.finish_round(round_id, "/data/adapters/secret-adapter-path", {"loss": 0.5})
+    accounts = Accounts.from_toml(users_toml)
+    ui = PrefUI(service, accounts)
+    with served(ui.blocks, **launch_options(accounts)) as url:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            assert http.post("login", data={"username": "ann", "password": PASSWORD}).status_code == 200
+            config = http.get("config")
+            assert config.status_code == 200 and "Rounds" in config.text
+            assert "secret-adapter-path" not in config.text and "secret" not in http.get("").text
+    update = ui.train.on_load()  # what an admin's page load sends (the event needs the admin role)
+    assert "/data/adapters/secret-adapter-path" in update[ui.train.rounds_table]["adapter"].tolist()
+    assert ui.roles[next(i for i, f in ui.blocks.fns.items() if f.fn is not None
+                         and "TrainTab.on_load" in handler_name(f.fn))] == "admin"

@@ -37,3 +37,26 @@ def test_right_types_pass_and_whole_floats_become_ints() -> None:
     assert args == (0.2, 4, True) and kwargs == {"choice": "tie", "note": None}
     args, _ = check_call(endpoint, (1, 3), {})
     assert args[:2] == (1.0, 3) and isinstance(args[0], float)
+
+
+def test_the_api_refuses_wrong_types_and_answers_in_plain_text(service) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from prefapp.ui.app import PrefUI
+    from tests.browser import served
+
+    with served(PrefUI(service).blocks) as url:
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="precompute_ref_log_probs='false' is not a boolean: send true or false"):
+            client.predict(precompute_ref_log_probs="false", api_name="/train")
+        with pytest.raises(AppError, match="batch_size=2.7 is not a whole number"):
+            client.predict(batch_size=2.7, api_name="/train")
+        with pytest.raises(AppError, match="choice='C' is not allowed"):
+            client.predict("some-pair", "C", "ann", api_name="/vote")
+        with pytest.raises(AppError) as refused:
+            client.predict(save_steps=-1, api_name="/train")
+        assert "must be >= 0" in str(refused.value) and "&gt;" not in str(refused.value)
+        pair_id, *_ = client.predict("ann", api_name="/next_pair")  # the right types still work
+        assert client.predict(pair_id, "A", "ann", api_name="/vote").startswith("Recorded")
+    assert service.rounds() == []  # nothing was trained on a refused call

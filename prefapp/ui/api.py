@@ -5,14 +5,18 @@ No `from __future__ import annotations` here: gradio reads these functions' type
 (`get_return_types` uses the raw annotation, so a string annotation would turn a 4-tuple into one output).
 """
 
+import functools
+import html
 from dataclasses import asdict
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import gradio as gr
 
 from prefapp.config import TrainConfig
+from prefapp.hosting.params import check_call
 from prefapp.service import PrefService
-from prefapp.ui.access import ADMIN, ANNOTATOR, api
+from prefapp.ui.access import ADMIN, ANNOTATOR
+from prefapp.ui.access import api as register
 from prefapp.ui.chat_tab import set_generator_message
 from prefapp.ui.common import user_errors
 from prefapp.ui.data_tab import export_message
@@ -21,6 +25,27 @@ from prefapp.ui.train_tab import data_options, start_message, status_dict
 
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
              "train", "train_status", "add_round", "chat", "set_generator")
+
+
+def checked(fn: Callable) -> Callable:
+    """`fn` with its parameters checked against its type hints (refused, never coerced: prefapp.hosting.params) and
+    its error messages in plain text: the tabs' helpers escape them for toasts, which gradio renders as HTML, but an
+    API caller reads text."""
+    @functools.wraps(fn)
+    def endpoint(*args: Any, **kwargs: Any) -> Any:
+        try:
+            args, kwargs = check_call(fn, args, kwargs)
+            return fn(*args, **kwargs)
+        except gr.Error as exc:
+            raise gr.Error(html.unescape(exc.message), print_exception=False) from exc
+        except ValueError as exc:  # ConfigError included
+            raise gr.Error(str(exc), print_exception=False) from exc
+    return endpoint
+
+
+def api(fn: Callable, **kwargs: Any) -> Any:
+    """Register `fn` as a named endpoint, checked (see `checked`), with its role."""
+    return register(checked(fn), **kwargs)
 
 
 class Api:

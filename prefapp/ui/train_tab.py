@@ -153,7 +153,8 @@ class TrainTab:
                                         scale=3)
                 self.metrics = gr.Dataframe(metrics_frame({}), label="Latest metrics", interactive=False, scale=1,
                                             max_height=300)
-            self.rounds_table = gr.Dataframe(rounds_frame(self.service.rounds()), label="Rounds", interactive=False)
+            # Empty in the page config, which every visitor reads: an admin's page load fills it (on_load).
+            self.rounds_table = gr.Dataframe(rounds_frame([]), label="Rounds", interactive=False)
             self._render_round_ops()
             self.timer = gr.Timer(POLL_SECONDS, active=False)
 
@@ -203,7 +204,7 @@ class TrainTab:
         model_info, aligned_pick = self.header.model_info, self.chat.aligned_pick
         view = [self.message, self.progress, self.plot, self.metrics, self.rounds_table, self.timer, aligned_pick,
                 model_info]
-        on(page_load(), self.on_load, None, [self.timer], role=ADMIN, **PRIVATE)
+        on(page_load(), self.on_load, None, [self.timer, self.rounds_table], role=ADMIN, **PRIVATE)
         data = [self.sources, self.imported_share]
         on(self.start_button.click, self.on_start, [*self.knobs, *data], [self.message, self.timer,
            self.rounds_table], role=ADMIN, **PRIVATE)
@@ -225,8 +226,9 @@ class TrainTab:
 
     # --- handlers ------------------------------------------------------------------------------------------------
 
-    def on_load(self) -> gr.Timer:
-        return gr.Timer(active=self.service.training_running())
+    def on_load(self) -> Update:
+        return {self.timer: gr.Timer(active=self.service.training_running()),
+                self.rounds_table: rounds_frame(self.service.rounds())}
 
     def on_start(self, *values: Any) -> Update:
         *knobs, sources, share = values
