@@ -75,7 +75,7 @@ def test_label_loop_through_gradio_client(client: Client, service: PrefService) 
     assert again.startswith("Already recorded")
     assert [(v.pair_id, v.choice) for v in service.store.votes()] == [(pair_id, "A")]
 
-    with pytest.raises(AppError, match="not a valid answer: use one of A, B, tie, both_bad"):
+    with pytest.raises(AppError, match="choice='C' is not allowed: send one of 'A', 'B', 'tie', 'both_bad'"):
         client.predict(pair_id, "C", "bob", api_name="/vote")
     with pytest.raises(AppError, match="enter your name"):
         client.predict(pair_id, "A", "  ", api_name="/vote")
