@@ -12,11 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from datasets import Dataset
 
-from prefapp.labeling import generation
+from prefapp.labeling import chat, generation
 from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
 from prefapp.config import (AppConfig, ConfigError, DEMO_EVAL_PROMPTS_PATH, DEMO_PROMPTS_PATH, SamplingConfig,
                             TrainConfig)
@@ -119,7 +119,8 @@ class PrefService(EvalIntents):
         self._load_finished_rounds()
         self.labeling = Labeling(policy, store, config.labeling, self.sampling, seed=seed,  # pairs ahead of votes
                                  generator=self.backend)
-        self.evaluation = Evaluation(policy, store, config.evaluation, seed=seed)  # blind eval pairs, gate, checks
+        self.evaluation = Evaluation(policy, store, config.evaluation, seed=seed,  # blind eval pairs, gate, checks
+                                     generator=self.backend)
 
     @classmethod
     def open(cls, config: AppConfig, choice: ModelChoice | None = None, seed: int | None = None) -> "PrefService":
@@ -531,12 +532,12 @@ class PrefService(EvalIntents):
 
     def chat(self, base_history: list[dict], aligned_history: list[dict], message: str) -> tuple[str, str | None]:
         """The base model's and the aligned model's replies to the same message (None: no round yet)."""
-        turn = generation.as_messages(message)
-        base = self.backend.sample([base_history + turn], self.sampling, adapter=None)[0][0]
-        aligned = self._chat_adapter()
-        if aligned is None:
-            return base, None
-        return base, self.backend.sample([aligned_history + turn], self.sampling, adapter=aligned)[0][0]
+        return chat.replies(self.backend, self.sampling, self._chat_adapter(), base_history, aligned_history, message)
+
+    def chat_stream(self, base_history: list[dict], aligned_history: list[dict], message: str
+                    ) -> Iterator[tuple[str, str | None]]:
+        """`chat`, streamed as the backend writes: (base so far, aligned so far or None), the base first."""
+        return chat.stream(self.backend, self.sampling, self._chat_adapter(), base_history, aligned_history, message)
 
     def _chat_adapter(self) -> str | None:
         """The aligned round when the backend can generate with it (an engine: once it has loaded it)."""

@@ -117,8 +117,8 @@ def test_the_loop_runs_through_the_engine(engine: Engine, tmp_path, caplog):
 
         base, aligned = service.chat([], [], "What is 6 + 1?")
         assert base and aligned is None  # the round is not loaded in the engine, so there is nothing to compare
-        streamed = list(service.backend.stream([{"role": "user", "content": "What is 6 + 1?"}], service.sampling))
-        assert len(streamed) >= 2 and streamed[-1].startswith(streamed[0])  # growing text
+        streamed = [base for base, aligned in service.chat_stream([], [], "What is 6 + 1?")]
+        assert len(streamed) >= 2 and streamed[-1].startswith(streamed[0])  # growing text, from the engine
 
         message = service.send_to_labeling(CONVERSATION)
         assert "3 turns" in message

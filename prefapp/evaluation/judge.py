@@ -20,7 +20,7 @@ from prefapp.evaluation.gate import GateDecision, decide
 from prefapp.evaluation.queue import BASE, EvalQueue, adapter_of
 from prefapp.evaluation.stats import (Strength, Verdict, WinRate, bradley_terry, length_controlled_win_rate, tally,
                                       verdict)
-from prefapp.labeling import generation
+from prefapp.labeling.backends import Generator, LocalGenerator
 from prefapp.models import Policy
 from prefapp.store import Store
 from prefapp.store.evals import EvalPair, EvalVote
@@ -88,10 +88,13 @@ def _length_diff(v: EvalVote, a: str, b: str) -> float:
 class Evaluation:
     """Blind comparisons of two policies on the eval prompts for one policy and store; thread-safe."""
 
-    def __init__(self, policy: Policy, store: Store, config: EvalConfig, seed: int | None = None) -> None:
+    def __init__(self, policy: Policy, store: Store, config: EvalConfig, seed: int | None = None,
+                 generator: Generator | None = None) -> None:
         config.validate()
         self.policy, self.store, self.config = policy, store, config
-        self.queue = EvalQueue(policy, store, config.queue_target, config.queue_batch, seed=seed)
+        self.generator: Generator = generator or LocalGenerator(policy)  # in-process, or an engine over HTTP
+        self.queue = EvalQueue(policy, store, config.queue_target, config.queue_batch, seed=seed,
+                               generator=self.generator)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.comparison: tuple[str, str] | None = None  # an admin's pick (a, b) for everyone; None: the default
@@ -100,8 +103,9 @@ class Evaluation:
         self.queue.stop()
 
     def policies(self) -> list[str]:
-        """The policies that can be judged: the base and every loaded round, oldest first."""
-        rounds = sorted(self.policy.adapters, key=lambda n: int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)
+        """The policies that can be judged: the base and every round the generator can use, oldest first."""
+        usable = [n for n in list(self.generator.adapters) if self.generator.can_use(n)]  # an engine: published
+        rounds = sorted(usable, key=lambda n: int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)
         return [BASE, *rounds]
 
     def default_comparison(self, generator: str | None) -> tuple[str, str]:
@@ -139,8 +143,8 @@ class Evaluation:
         [prompt] = self.store.least_compared_eval_prompts((a, b), 1, {}, self._fork()) or [None]
         if prompt is None:
             raise ConfigError("there are no eval prompts: import an eval set first")
-        [[first]] = generation.sample(self.policy, [prompt.messages], sampling, adapter=adapter_of(a))
-        [[second]] = generation.sample(self.policy, [prompt.messages], sampling, adapter=adapter_of(b))
+        [[first]] = self.generator.sample([prompt.messages], sampling, adapter=adapter_of(a))
+        [[second]] = self.generator.sample([prompt.messages], sampling, adapter=adapter_of(b))
         return self._record(prompt, first, second, (a, b), sampling, annotator), "generated"
 
     def vote(self, pair_id: str, choice: str, annotator: str, judge: str = "human",
@@ -168,6 +172,10 @@ class Evaluation:
         """Run and store the automatic checks of a finished round on the eval prompts (None: no eval prompts)."""
         prompts = self.store.eval_prompts(limit=self.config.check_prompts) if self.config.check_prompts else []
         if not prompts:
+            return None
+        if self.generator.backend != "local":  # drift needs the round's log-probs: the weights in this process
+            log.info("round %d: automatic checks skipped: pairs come from %s (run them with --generator local)",
+                     round_id, self.generator.backend)
             return None
         checks = run_checks(self.policy, [p.messages for p in prompts], sampling, round_policy(round_id))
         self.store.set_round_checks(round_id, checks.to_dict())

@@ -16,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from prefapp.config import SamplingConfig
-from prefapp.labeling import generation
+from prefapp.labeling.backends import Generator, LocalGenerator
 from prefapp.labeling.pair_queue import ERROR_BACKOFF_S, _lower_priority
 from prefapp.models import Policy
 from prefapp.store import Prompt, Store
@@ -44,8 +44,9 @@ class EvalQueue:
     """A background generator of ready eval pairs for one comparison; `take()` never touches the model."""
 
     def __init__(self, policy: Policy, store: Store, target: int = 16, batch_size: int = 8,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, generator: Generator | None = None) -> None:
         self.policy, self.store = policy, store
+        self.generator: Generator = generator or LocalGenerator(policy)  # in-process, or an engine over HTTP
         self.target, self.batch_size = target, batch_size
         self._policies: tuple[str, str] | None = None
         self._sampling: SamplingConfig | None = None
@@ -138,8 +139,8 @@ class EvalQueue:
                   sampling: SamplingConfig) -> None:
         messages = [p.messages for p in prompts]
         try:
-            first = generation.sample(self.policy, messages, sampling, adapter=adapter_of(policies[0]))
-            second = generation.sample(self.policy, messages, sampling, adapter=adapter_of(policies[1]))
+            first = self.generator.sample(messages, sampling, adapter=adapter_of(policies[0]))
+            second = self.generator.sample(messages, sampling, adapter=adapter_of(policies[1]))
             error = None
         except Exception as exc:  # a removed adapter, out of memory: report it, retry after a pause
             log.exception("eval queue: generating %d pairs failed", len(prompts))

@@ -28,7 +28,7 @@ def round_name(which: str | None) -> str | None:
 
 def round_choices(service: Any) -> list[str]:
     """The finished rounds' adapters, in order, for a dropdown."""
-    names = list(service.policy.adapters)  # copy: training may add one from its thread
+    names = list(service.backend.adapters)  # copy: training may add one from its thread
     return sorted(names, key=lambda n: (len(n), n))
 
 
