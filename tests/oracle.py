@@ -153,3 +153,32 @@ def _pairwise(overlapped: list[dict[str, str]]) -> list[PairAgreement]:
             shared[(a, b)].append((labels[a], labels[b]))
     return [PairAgreement(a, b, len(pairs), sum(x == y for x, y in pairs) / len(pairs), cohen_kappa(pairs))
             for (a, b), pairs in sorted(shared.items())]
+
+
+def labelling_progress(store: Store, overlap: int) -> tuple[int, int, int]:
+    """The progress line as it was computed before the tallies: grouping every vote."""
+    cur = store._cur()
+    (prompts,) = cur.execute("SELECT count(*) FROM prompts").fetchone()
+    (labelled,) = cur.execute("SELECT count(DISTINCT prompt_id) FROM votes").fetchone()
+    (short,) = cur.execute(
+        "SELECT count(*) FROM (SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id "
+        "WHERE p.probe_of IS NULL GROUP BY v.pair_id HAVING count(*) < ?)", [overlap]).fetchone()
+    return prompts, labelled, short
+
+
+def vote_counts(store: Store) -> tuple[dict, dict]:
+    cur = store._cur()
+    by_choice = dict.fromkeys(CHOICES, 0)
+    by_choice.update(cur.execute("SELECT choice, count(*) FROM votes GROUP BY choice").fetchall())
+    by_annotator = dict(cur.execute(
+        "SELECT annotator, count(*) AS n FROM votes GROUP BY annotator ORDER BY n DESC, annotator").fetchall())
+    return by_choice, by_annotator
+
+
+def pair_for_overlap(store: Store, annotator: str, overlap: int) -> str | None:
+    row = store._cur().execute(
+        "SELECT p.id FROM pairs p JOIN votes v ON v.pair_id = p.id WHERE p.probe_of IS NULL "
+        "AND p.served_to IS DISTINCT FROM ? GROUP BY p.id, p.created_at HAVING count(*) < ? "
+        "AND count(*) FILTER (WHERE v.annotator = ?) = 0 ORDER BY p.created_at, p.id LIMIT 1",
+        [annotator, overlap, annotator]).fetchone()
+    return None if row is None else row[0]

@@ -32,15 +32,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
                        "030_store_sessions", "040_create_imported_pairs", "060_pair_backends", "020_eval_prompts",
-                       "021_eval_pairs_and_votes", "022_round_checks_and_promotions"]
+                       "021_eval_pairs_and_votes", "022_round_checks_and_promotions", "010_vote_tallies"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
     "prompts": [("id", "BIGINT"), ("messages", "JSON"), ("hash", "VARCHAR"), ("source", "VARCHAR"),
-                ("created_at", TSTZ)],
+                ("created_at", TSTZ), ("n_votes", "INTEGER")],
     "pairs": [("id", "VARCHAR"), ("prompt_id", "BIGINT"), ("prompt", "JSON"), ("response_a", "VARCHAR"),
               ("response_b", "VARCHAR"), ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("adapter_id", "VARCHAR"),
-              ("sampling", "JSON"), ("served_to", "VARCHAR"), ("created_at", TSTZ), ("probe_of", "VARCHAR")],
+              ("sampling", "JSON"), ("served_to", "VARCHAR"), ("created_at", TSTZ), ("probe_of", "VARCHAR"),
+              ("n_votes", "INTEGER")],
     "votes": [("id", "BIGINT"), ("pair_id", "VARCHAR"), ("annotator", "VARCHAR"), ("choice", "VARCHAR"),
               ("prompt_id", "BIGINT"), ("prompt", "JSON"), ("response_a", "VARCHAR"), ("response_b", "VARCHAR"),
               ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("adapter_id", "VARCHAR"), ("sampling", "JSON"),
@@ -49,6 +50,7 @@ EXPECTED_COLUMNS = {
                ("export_path", "VARCHAR"), ("n_pairs", "INTEGER"), ("config", "JSON"), ("metrics", "JSON"),
                ("error", "VARCHAR"), ("started_at", TSTZ), ("finished_at", TSTZ), ("provenance", "JSON")],
     "vote_notes": [("vote_id", "BIGINT"), ("reason", "VARCHAR"), ("written_chosen", "VARCHAR")],
+    "vote_tallies": [("annotator", "VARCHAR"), ("choice", "VARCHAR"), ("n", "BIGINT")],
     "feedback": [("id", "BIGINT"), ("key", "VARCHAR"), ("prompt", "JSON"), ("completion", "VARCHAR"),
                  ("label", "BOOLEAN"), ("source", "VARCHAR"), ("annotator", "VARCHAR"), ("provenance", "JSON"),
                  ("created_at", TSTZ)],
@@ -488,7 +490,7 @@ def test_snapshot_is_consistent_while_votes_arrive(db_path, tmp_path):
     with duckdb.connect(str(db_path)) as con:
         migrate(con)
         con.execute("INSERT INTO pairs SELECT uuid()::VARCHAR, 1, '[]', repeat('x', 200), 'b', false, 'old', NULL, "
-                    "'{}', NULL, now(), NULL FROM range(?)", [old_pairs])
+                    "'{}', NULL, now(), NULL, 0 FROM range(?)", [old_pairs])
     stop = threading.Event()
     with Store(db_path) as store:
         store.add_prompts(["q"], source="test")

@@ -15,77 +15,100 @@ import pyarrow as pa
 _FRAME = ("CASE v.choice WHEN 'A' THEN CASE WHEN v.swapped THEN 'second' ELSE 'first' END "
           "WHEN 'B' THEN CASE WHEN v.swapped THEN 'first' ELSE 'second' END ELSE v.choice END")
 
-# The votes with their frame, order (`seq`: oldest first, as votes were cast) and whether they answer a probe.
+# The votes with their frame, order (`seq`: oldest first, as votes were cast) and whether they answer a probe;
+# narrow on purpose: the wide columns (prompt, responses) are joined only to the rows that survive.
 _FRAMED = f"""
-framed AS (
-    SELECT v.id, v.pair_id, v.annotator, v.choice, v.prompt, v.response_a, v.response_b, v.model_id, v.adapter_id,
-           v.created_at, {_FRAME} AS frame, row_number() OVER (ORDER BY v.created_at, v.id) AS seq,
-           coalesce(p.probe_of IS NOT NULL, false) AS probe
-    FROM votes v LEFT JOIN pairs p ON p.id = v.pair_id
+framed AS MATERIALIZED (
+    SELECT v.id, v.pair_id, v.annotator, v.choice, {_FRAME} AS frame,
+           row_number() OVER (ORDER BY v.created_at, v.id) AS seq,
+           v.pair_id IN (SELECT id FROM pairs WHERE probe_of IS NOT NULL) AS probe
+    FROM votes v
 )"""
 
-# Resolution, parameters: disagreement ('majority' | 'drop' | 'all'), then for the rows: written ('use' | 'ignore')
-# and both_bad ('drop' | 'written'). A pair's decision: `all` keeps every vote; otherwise the first vote of the
-# pair's top answer when that answer is unique (`majority`) or the only one (`drop`).
-_CHOSEN = _FRAMED + """,
+# Resolution, parameters: written ('use' | 'ignore') and both_bad ('drop' | 'written'); the disagreement rule picks
+# the SQL (`_chosen`). A pair's decision: `all` keeps every vote; otherwise the first vote of the pair's top answer
+# when that answer is unique (`majority`) or the only one (`drop`). One grouping of the votes by pair, pivoted over
+# the four answers, decides every pair without joining the votes back.
+_DECIDED = _FRAMED + """,
 kept AS (SELECT * FROM framed WHERE NOT probe),
-answers AS (SELECT pair_id, frame, count(*) AS n, min(seq) AS first_seq FROM kept GROUP BY pair_id, frame),
-ranked AS (SELECT *, max(n) OVER (PARTITION BY pair_id) AS top_n, count(*) OVER (PARTITION BY pair_id) AS n_answers
-           FROM answers),
+answers AS (  -- per pair and answer: how many votes gave it (n_*), the first such vote (seq_*) and its id (id_*)
+    SELECT pair_id, min(seq) AS pair_seq,
+           count(*) FILTER (WHERE frame = 'first') AS n_first, min(seq) FILTER (WHERE frame = 'first') AS seq_first, arg_min(id, seq) FILTER (WHERE frame = 'first') AS id_first,
+           count(*) FILTER (WHERE frame = 'second') AS n_second, min(seq) FILTER (WHERE frame = 'second') AS seq_second, arg_min(id, seq) FILTER (WHERE frame = 'second') AS id_second,
+           count(*) FILTER (WHERE frame = 'tie') AS n_tie, min(seq) FILTER (WHERE frame = 'tie') AS seq_tie, arg_min(id, seq) FILTER (WHERE frame = 'tie') AS id_tie,
+           count(*) FILTER (WHERE frame = 'both_bad') AS n_both_bad, min(seq) FILTER (WHERE frame = 'both_bad') AS seq_both_bad, arg_min(id, seq) FILTER (WHERE frame = 'both_bad') AS id_both_bad
+    FROM kept GROUP BY pair_id
+),
+topped AS (
+    SELECT *, CASE greatest(n_first, n_second, n_tie, n_both_bad) WHEN n_first THEN 'first' WHEN n_second THEN 'second' WHEN n_tie THEN 'tie' WHEN n_both_bad THEN 'both_bad' END AS top_frame,
+           (n_first > 0)::INT + (n_second > 0)::INT + (n_tie > 0)::INT + (n_both_bad > 0)::INT AS n_answers,
+           (n_first = greatest(n_first, n_second, n_tie, n_both_bad))::INT + (n_second = greatest(n_first, n_second, n_tie, n_both_bad))::INT + (n_tie = greatest(n_first, n_second, n_tie, n_both_bad))::INT + (n_both_bad = greatest(n_first, n_second, n_tie, n_both_bad))::INT AS n_top
+    FROM answers
+),
 decided AS (
-    SELECT pair_id, any_value(n_answers) AS n_answers, count(*) FILTER (WHERE n = top_n) AS n_top,
-           min(first_seq) FILTER (WHERE n = top_n) AS top_seq, min(first_seq) AS pair_seq
-    FROM ranked GROUP BY pair_id
-),
-chosen AS (
-    SELECT k.*, d.pair_seq FROM kept k JOIN decided d USING (pair_id)
-    WHERE CASE $disagreement WHEN 'all' THEN true
-               WHEN 'drop' THEN d.n_answers = 1 AND k.seq = d.top_seq
-               ELSE d.n_top = 1 AND k.seq = d.top_seq END
-),
+    SELECT pair_id, pair_seq, n_answers, n_top, top_frame AS frame,
+           CASE top_frame WHEN 'first' THEN id_first WHEN 'second' THEN id_second WHEN 'tie' THEN id_tie WHEN 'both_bad' THEN id_both_bad END AS id,
+           CASE top_frame WHEN 'first' THEN seq_first WHEN 'second' THEN seq_second WHEN 'tie' THEN seq_tie WHEN 'both_bad' THEN seq_both_bad END AS seq
+    FROM topped
+)"""
+
+_KEEP = {"majority": "n_top = 1", "drop": "n_answers = 1", "all": "true"}  # which pairs give rows
+
+
+def _chosen(disagreement: str) -> str:
+    """The resolution CTEs up to `resolved`, for one disagreement rule (a key of _KEEP, never user text)."""
+    if disagreement == "all":  # every vote of every pair: the one place the votes are joined back
+        chosen = "SELECT k.pair_id, k.id, k.seq, d.pair_seq, k.frame FROM kept k JOIN decided d USING (pair_id)"
+    else:
+        chosen = f"SELECT pair_id, id, seq, pair_seq, frame FROM decided WHERE {_KEEP[disagreement]}"
+    return _DECIDED + f""",
+chosen AS ({chosen}),
 noted AS (
     SELECT c.*, CASE WHEN $written = 'use' THEN n.written_chosen END AS written
     FROM chosen c LEFT JOIN vote_notes n ON n.vote_id = c.id
 ),
-resolved AS (
-    SELECT *, 0 AS part, coalesce(written, CASE choice WHEN 'A' THEN response_a ELSE response_b END) AS chosen_text,
-           CASE choice WHEN 'A' THEN response_b ELSE response_a END AS rejected_text
-    FROM noted WHERE choice IN ('A', 'B')
+resolved AS (  -- one row per preference row: an A/B vote, or a both-bad vote's written response against each side
+    SELECT noted.*, 0 AS part FROM noted WHERE frame IN ('first', 'second')
     UNION ALL
-    SELECT noted.*, part, written AS chosen_text, CASE part WHEN 0 THEN response_a ELSE response_b END AS rejected_text
-    FROM noted, (VALUES (0), (1)) AS parts(part)
-    WHERE choice = 'both_bad' AND $both_bad = 'written' AND written IS NOT NULL
+    SELECT noted.*, part FROM noted, (VALUES (0), (1)) AS parts(part)
+    WHERE frame = 'both_bad' AND $both_bad = 'written' AND written IS NOT NULL
 )"""
 
-_UTC = "timezone('UTC', created_at)"
-_ISO = (f"strftime({_UTC}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN strftime({_UTC}, '%f') = '000000' THEN '' "
-        f"ELSE '.' || strftime({_UTC}, '%f') END || '+00:00'")  # what datetime.isoformat() writes
 
-_ROWS = f"""WITH {_CHOSEN}
-SELECT from_json(prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS prompt,
-       [{{'role': 'assistant', 'content': chosen_text}}] AS chosen,
-       [{{'role': 'assistant', 'content': rejected_text}}] AS rejected,
-       pair_id, annotator, model_id, coalesce(adapter_id, '') AS adapter_id, written IS NOT NULL AS human_written,
-       {_ISO} AS voted_at
-FROM resolved ORDER BY pair_seq, seq, part"""
+_ISO = ("replace(strftime(timezone('UTC', v.created_at), '%Y-%m-%dT%H:%M:%S.%f+00:00'), '.000000+', '+')"
+        )  # what datetime.isoformat() writes for a UTC time (no fraction when it is zero)
+_WINNER = "CASE v.choice WHEN 'A' THEN v.response_a ELSE v.response_b END"
+_LOSER = "CASE v.choice WHEN 'A' THEN v.response_b ELSE v.response_a END"
 
-_COUNTS = f"""WITH {_CHOSEN},
+def _rows_sql(disagreement: str) -> str:
+    return f"""WITH {_chosen(disagreement)}
+SELECT from_json(v.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS prompt,
+       [{{'role': 'assistant', 'content': CASE WHEN v.choice = 'both_bad' THEN r.written
+                                              ELSE coalesce(r.written, {_WINNER}) END}}] AS chosen,
+       [{{'role': 'assistant', 'content': CASE WHEN v.choice <> 'both_bad' THEN {_LOSER}
+                                              WHEN r.part = 0 THEN v.response_a ELSE v.response_b END}}] AS rejected,
+       r.pair_id, v.annotator, v.model_id, coalesce(v.adapter_id, '') AS adapter_id,
+       r.written IS NOT NULL AS human_written, {_ISO} AS voted_at
+FROM resolved r JOIN votes v ON v.id = r.id ORDER BY r.pair_seq, r.seq, r.part"""
+
+
+def _counts_sql(disagreement: str) -> str:
+    return f"""WITH {_chosen(disagreement)},
 row_counts AS (SELECT count(*) AS rows, count(*) FILTER (WHERE written IS NOT NULL) AS human_written FROM resolved),
 vote_counts AS (SELECT count(*) AS votes, count(*) FILTER (WHERE probe) AS probe_votes FROM framed),
 pair_counts AS (
     SELECT count(*) AS pairs, count(*) FILTER (WHERE n_answers > 1) AS disagreeing,
-           count(*) FILTER (WHERE NOT CASE $disagreement WHEN 'all' THEN true WHEN 'drop' THEN n_answers = 1
-                                     ELSE n_top = 1 END) AS dropped
+           count(*) FILTER (WHERE NOT ({_KEEP[disagreement]})) AS dropped
     FROM decided
 ),
 chosen_counts AS (
-    SELECT count(*) FILTER (WHERE choice = 'tie') AS ties,
-           count(*) FILTER (WHERE choice = 'both_bad'
-                            AND NOT ($both_bad = 'written' AND written IS NOT NULL)) AS both_bad
+    SELECT count(*) FILTER (WHERE frame = 'tie') AS ties,
+           count(*) FILTER (WHERE frame = 'both_bad' AND NOT ($both_bad = 'written' AND written IS NOT NULL)) AS both_bad
     FROM noted
 )
 SELECT votes, probe_votes, pairs, disagreeing, dropped, ties, both_bad, human_written, rows
 FROM vote_counts, pair_counts, chosen_counts, row_counts"""
+
 
 # Quality figures (prefapp.labeling.quality turns these few aggregate rows into the report).
 _ANNOTATORS = """
@@ -122,13 +145,31 @@ RESOLVE_COUNT_FIELDS = ("votes", "probe_votes", "pairs", "disagreeing_pairs", "d
                         "both_bad", "human_written", "rows")
 
 
+def tally_vote(cur, pair_id: str, prompt_id: int, annotator: str, choice: str, delta: int) -> None:
+    """Keep the per-vote figures (migration 010_vote_tallies) in step with one vote cast (+1) or taken back (-1),
+    inside the caller's transaction: three indexed updates, whatever the number of votes."""
+    cur.execute("UPDATE pairs SET n_votes = n_votes + ? WHERE id = ?", [delta, pair_id])
+    cur.execute("UPDATE prompts SET n_votes = n_votes + ? WHERE id = ?", [delta, prompt_id])
+    cur.execute("INSERT INTO vote_tallies VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                [annotator, choice, delta])
+
+
 class CountingStore:
-    """Mixin of `Store`: whole-table figures in SQL (uses `self._cur()`)."""
+    """Mixin of `Store`: whole-table figures in SQL (uses `self._cur()` and `self._write()`)."""
+
+    def recount(self) -> None:
+        """Recompute the figures each vote keeps up to date (after votes were written by bulk SQL, e.g. a bench)."""
+        with self._write() as cur:
+            cur.execute("UPDATE pairs SET n_votes = coalesce((SELECT count(*) FROM votes v WHERE v.pair_id = pairs.id), 0)")
+            cur.execute("UPDATE prompts SET n_votes = coalesce("
+                        "(SELECT count(*) FROM votes v WHERE v.prompt_id = prompts.id), 0)")
+            cur.execute("DELETE FROM vote_tallies")
+            cur.execute("INSERT INTO vote_tallies SELECT annotator, choice, count(*) FROM votes GROUP BY ALL")
 
     def preference_rows(self, disagreement: str, both_bad: str, written: str, limit: int | None = None) -> pa.Table:
         """The resolved preference rows (prompt/chosen/rejected + provenance) as Arrow, oldest pair first."""
-        params = {"disagreement": disagreement, "both_bad": both_bad, "written": written}
-        sql = _ROWS + (" LIMIT $limit" if limit is not None else "")
+        params = {"both_bad": both_bad, "written": written}
+        sql = _rows_sql(disagreement) + (" LIMIT $limit" if limit is not None else "")
         if limit is not None:
             params["limit"] = int(limit)
         with self._cur().cursor() as cur:  # a fresh cursor: a relation's Arrow output skips the DB-API result's copy
@@ -136,8 +177,7 @@ class CountingStore:
 
     def preference_counts(self, disagreement: str, both_bad: str, written: str) -> dict[str, int]:
         """What resolution keeps and leaves out: the fields of RESOLVE_COUNT_FIELDS."""
-        row = self._cur().execute(_COUNTS, {"disagreement": disagreement, "both_bad": both_bad,
-                                            "written": written}).fetchall()[0]
+        row = self._cur().execute(_counts_sql(disagreement), {"both_bad": both_bad, "written": written}).fetchall()[0]
         return dict(zip(RESOLVE_COUNT_FIELDS, row))
 
     def quality_figures(self) -> dict[str, Any]:

@@ -235,6 +235,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "010_vote_tallies",  # figures kept up to date by each vote, so a click never counts a million votes
+        """
+        ALTER TABLE pairs ADD COLUMN n_votes INTEGER DEFAULT 0;    -- votes on this pair
+        ALTER TABLE prompts ADD COLUMN n_votes INTEGER DEFAULT 0;  -- votes on this prompt's pairs (probes included)
+        CREATE TABLE vote_tallies (          -- votes per annotator and choice: the Label tab's counters
+            annotator VARCHAR NOT NULL,
+            choice VARCHAR NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (annotator, choice)
+        );
+        UPDATE pairs SET n_votes = c.n FROM (SELECT pair_id, count(*) AS n FROM votes GROUP BY pair_id) c
+            WHERE pairs.id = c.pair_id;
+        UPDATE prompts SET n_votes = c.n FROM (SELECT prompt_id, count(*) AS n FROM votes GROUP BY prompt_id) c
+            WHERE prompts.id = c.prompt_id;
+        INSERT INTO vote_tallies SELECT annotator, choice, count(*) FROM votes GROUP BY annotator, choice;
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -32,7 +32,7 @@ from prefapp.config import CHOICES
 from prefapp.store.durability import DurableStore, StoreDamagedError, connect_error
 from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
-from prefapp.store.counting import CountingStore
+from prefapp.store.counting import CountingStore, tally_vote
 from prefapp.store.imports import ImportStore
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
@@ -322,21 +322,19 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
         """The oldest voted pair that still needs another annotator's vote (fewer than `overlap`) and is new to
         `annotator`; probes are never shared."""
         row = self._cur().execute(
-            f"SELECT {', '.join('p.' + c.strip() for c in _PAIR_COLS.split(','))} FROM pairs p "
-            "JOIN votes v ON v.pair_id = p.id WHERE p.probe_of IS NULL AND p.served_to IS DISTINCT FROM ? "
-            "GROUP BY ALL HAVING count(*) < ? AND count(*) FILTER (WHERE v.annotator = ?) = 0 "
-            "ORDER BY p.created_at, p.id LIMIT 1", [annotator, overlap, annotator]).fetchone()
-        return None if row is None else _pair(row)
+            "SELECT id FROM pairs p WHERE probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1 "
+            "AND served_to IS DISTINCT FROM ? "
+            "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator = ?) "
+            "ORDER BY created_at, id LIMIT 1", [overlap, annotator, annotator]).fetchall()
+        return self.get_pair(row[0][0]) if row else None
 
     def labelling_progress(self, overlap: int = 1) -> tuple[int, int, int]:
-        """(prompts, prompts with at least one vote, voted pairs still short of `overlap` votes)."""
-        cur = self._cur()
-        (prompts,) = cur.execute("SELECT count(*) FROM prompts").fetchone()
-        (labelled,) = cur.execute("SELECT count(DISTINCT prompt_id) FROM votes").fetchone()
-        (short,) = cur.execute(
-            "SELECT count(*) FROM (SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id "
-            "WHERE p.probe_of IS NULL GROUP BY v.pair_id HAVING count(*) < ?)", [overlap]).fetchone()
-        return prompts, labelled, short
+        """(prompts, prompts with at least one vote, voted pairs still short of `overlap` votes): narrow scans of
+        the counts each vote keeps, no join and no grouping of votes."""
+        return self._cur().execute(
+            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM prompts WHERE n_votes > 0), "
+            "(SELECT count(*) FROM pairs WHERE probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1)", [overlap]
+        ).fetchall()[0]
 
     # -- votes ---------------------------------------------------------------------------------
 
@@ -364,6 +362,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
             if reason is not None or written is not None:
                 cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
                             [vote_id, reason, written])
+            tally_vote(cur, pair_id, pair_row[1], annotator, choice, +1)
             row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [vote_id]).fetchone()
         return VoteResult(_vote(row), created=True)
 
@@ -386,7 +385,9 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
                 return None
             cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [row[0]])
             cur.execute("DELETE FROM votes WHERE id = ?", [row[0]])
-        return _vote(row)
+            vote = _vote(row)
+            tally_vote(cur, vote.pair_id, vote.prompt_id, vote.annotator, vote.choice, -1)
+        return vote
 
     def vote_notes(self) -> dict[int, tuple[str | None, str | None]]:
         """vote id -> (reason, human-written chosen) for every vote that has a note."""
@@ -394,12 +395,13 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
         return {vote_id: (reason, written) for vote_id, reason, written in rows}
 
     def vote_counts(self, annotator: str | None = None) -> VoteCounts:
-        """Vote totals by choice and by annotator, plus `annotator`'s own count."""
-        cur = self._cur()
-        by_choice = dict.fromkeys(CHOICES, 0)
-        by_choice.update(cur.execute("SELECT choice, count(*) FROM votes GROUP BY choice").fetchall())
-        by_annotator = dict(cur.execute(
-            "SELECT annotator, count(*) AS n FROM votes GROUP BY annotator ORDER BY n DESC, annotator").fetchall())
+        """Vote totals by choice and by annotator, plus `annotator`'s own count (from the tallies each vote keeps)."""
+        rows = self._cur().execute("SELECT annotator, choice, n FROM vote_tallies WHERE n > 0").fetchall()
+        by_choice, by_annotator = dict.fromkeys(CHOICES, 0), {}
+        for name, choice, n in rows:
+            by_choice[choice] += n
+            by_annotator[name] = by_annotator.get(name, 0) + n
+        by_annotator = dict(sorted(by_annotator.items(), key=lambda item: (-item[1], item[0])))
         mine = by_annotator.get(annotator.strip(), 0) if isinstance(annotator, str) else 0
         return VoteCounts(sum(by_choice.values()), by_choice, by_annotator, mine)
 
