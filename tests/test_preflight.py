@@ -128,3 +128,71 @@ def test_the_suggested_max_length_never_exceeds_the_context_and_says_the_data_do
     short = run_preflight(Dataset.from_list([row("Paris.", "Go away.")] * 8), TrainConfig(batch_size=4), tok,
                           model_config)
     assert short.suggested["max_length"] < 256 and not any("does not fit" in i.message for i in short.issues)
+
+
+CONVERSATIONS = [
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "7 * 6?"}],
+    USER,
+]
+
+
+def varied_rows(n: int) -> list[dict]:
+    return [row(f"Answer {i}: " + "Paris. " * (i % 7), f"No {i}." + " Go away." * (i % 3),
+                CONVERSATIONS[i % len(CONVERSATIONS)]) for i in range(n)]
+
+
+def test_batched_tokenization_is_exactly_the_per_row_chat_template(tok):
+    from prefapp.training.preflight import _length_batch, _tokenize
+
+    rows = varied_rows(12)
+    batch = {k: [r[k] for r in rows] for k in ("prompt", "chosen", "rejected")}
+    got = _length_batch(batch, tok, max_length=10_000)
+    expected = [tuple(map(len, _tokenize(r, tok))) for r in rows]
+    assert list(zip(got["p"], got["c"], got["r"])) == expected
+
+
+class CountingTokenizer:
+    """The real tokenizer, counting how often a chat template is rendered (to see the cache at work)."""
+
+    def __init__(self, tokenizer):
+        self._tok, self.renders = tokenizer, 0
+
+    def apply_chat_template(self, *args, **kwargs):
+        self.renders += 1
+        return self._tok.apply_chat_template(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self._tok(*args, **kwargs)
+
+    def __len__(self):
+        return len(self._tok)
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
+def test_an_unchanged_dataset_is_not_tokenized_twice(tok, model_config):
+    dataset = Dataset.from_list(varied_rows(30))
+    counting = CountingTokenizer(tok)
+    first = run_preflight(dataset, TrainConfig(batch_size=2), counting, model_config)
+    renders = counting.renders
+    again = run_preflight(dataset, TrainConfig(batch_size=4), counting, model_config, ties_dropped=2)
+    assert renders > 0 and counting.renders == renders  # served from the cache
+    assert again.lengths == first.lengths and again.data.ties_dropped == 2
+    run_preflight(dataset, TrainConfig(batch_size=2, max_length=64), counting, model_config)
+    assert counting.renders > renders  # another max_length is another audit
+
+
+def test_a_large_set_is_audited_on_a_random_sample_with_its_margin(tok, monkeypatch):
+    from prefapp.training import preflight
+
+    rows = varied_rows(400)
+    full = audit_lengths(rows, tok, max_length=40)
+    monkeypatch.setattr(preflight, "AUDIT_ROWS", 100)
+    sample = audit_lengths(rows, tok, max_length=40)
+    assert (sample.audited, sample.population) == (100, 400) and full.margin == 0.0
+    assert sample.margin == pytest.approx(1.96 * (0.25 / 100 * 300 / 399) ** 0.5)
+    assert abs(sample.truncated / 100 - full.truncated / 400) <= sample.margin * 2  # a fair sample, not the head
+    assert "random sample of 100 of 400 pairs" in preflight.PreflightReport(
+        preflight.check_data(Dataset.from_list(rows)), sample, estimate_memory({}, TrainConfig()), "", {}, []).markdown()

@@ -18,6 +18,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from prefapp.config import ConfigError
+from prefapp.store.counting import table_fingerprint
 from prefapp.preferences.export import ExportCounts, ExportResult, save_export
 from prefapp.preferences.pair_import import with_imported
 
@@ -84,10 +85,10 @@ def preference_dataset(store, options: ExportOptions = ExportOptions(),
     args = (options.disagreement, options.both_bad, options.written)
     if options.sources == "votes":
         counts = ResolveCounts(**store.preference_counts(*args))
-        return Dataset(store.preference_rows(*args, limit=limit)), counts
+        return _votes_dataset(store, args, limit), counts
     # Imported preference pairs (prefapp.preferences.pair_import), after the votes' rows when both are asked for.
     if options.sources == "both":
-        votes, counts = Dataset(store.preference_rows(*args)), ResolveCounts(**store.preference_counts(*args))
+        votes, counts = _votes_dataset(store, args), ResolveCounts(**store.preference_counts(*args))
     else:
         votes, counts = Dataset.from_dict({}), ResolveCounts(*[0] * 9)
     share = options.imported_share if options.sources == "both" else None
@@ -95,6 +96,12 @@ def preference_dataset(store, options: ExportOptions = ExportOptions(),
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset, replace(counts, rows=counts.rows + kept, imported=kept, imported_capped=capped)
+
+
+def _votes_dataset(store, args: tuple, limit: int | None = None) -> Dataset:
+    """The votes' rows as DuckDB hands them over (Arrow), fingerprinted by content: datasets would hash row by row."""
+    table = store.preference_rows(*args, limit=limit)
+    return Dataset(table, fingerprint=table_fingerprint(table))
 
 
 def export_preferences(store, exports_dir: Path, name: str | None = None,

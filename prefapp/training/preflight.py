@@ -13,15 +13,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from datasets import Dataset
 
 from prefapp.config import ConfigError, TrainConfig
 
 KEEP_SHARE = 0.95  # the suggested max_length keeps this share of pairs uncut
-AUDIT_ROWS = 5000  # tokenizing more than this adds seconds and changes no conclusion
+AUDIT_ROWS = 5000  # above this a random sample is tokenized: shares then carry at most +-1.4% (95%), enough to act on
+AUDIT_BATCH = 512  # rows per batched tokenizer call
+AUDIT_SEED = 0  # the same data gets the same sample, so a report does not flicker between clicks
+CACHE_SIZE = 8  # reports kept per process, by dataset fingerprint and settings
 TINY_PARAMS = 100e6  # below this a model counts as tiny (LoRA learning rates up to 1e-3 are fine)
 LARGE_PARAMS = 3e9  # above this a model counts as large (lower learning rates, smaller batches)
 MEMORY_HEADROOM = 0.8  # warn when the estimate passes this share of the free memory: allocators fragment
@@ -46,7 +54,7 @@ class DataCheck:
 @dataclass(frozen=True)
 class LengthAudit:
     max_length: int
-    audited: int  # rows tokenized (all of them up to AUDIT_ROWS)
+    audited: int  # rows tokenized: all of them up to AUDIT_ROWS, else a random sample of AUDIT_ROWS
     truncated: int  # prompt + longer answer exceeds max_length: TRL cuts from the end
     lost_difference: int  # after the cut, chosen and rejected are the same token sequence: zero signal
     dropped: int  # the prompt alone fills max_length: nothing of the answers survives
@@ -55,6 +63,8 @@ class LengthAudit:
     chosen_max: int
     rejected_max: int
     suggested_max_length: int  # keeps KEEP_SHARE of pairs uncut (multiple of 16)
+    population: int = 0  # rows in the dataset (audited < population: the counts are of a random sample)
+    margin: float = 0.0  # 95% margin of error of any share estimated from the sample (0: every row tokenized)
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,9 @@ class PreflightReport:
                   f"{d.empty} with an empty response; dropped: {d.ties_dropped} ties, {d.both_bad_dropped} both bad."]
         if self.lengths:
             a = self.lengths
-            lines.append(f"\n**Lengths** (max_length {a.max_length}, {a.audited} pairs tokenized): {a.truncated} cut, "
+            scope = (f"a random sample of {a.audited} of {a.population} pairs tokenized, shares within "
+                     f"+-{a.margin:.1%} at 95%" if a.margin else f"{a.audited} pairs tokenized")
+            lines.append(f"\n**Lengths** (max_length {a.max_length}, {scope}): {a.truncated} cut, "
                          f"{a.lost_difference} lose all difference, {a.dropped} dropped; longest {a.longest} tokens "
                          f"(prompt up to {a.prompt_max}, chosen {a.chosen_max}, rejected {a.rejected_max}); "
                          f"max_length {a.suggested_max_length} keeps {KEEP_SHARE:.0%}.")
@@ -124,10 +136,10 @@ def run_preflight(
     dataset: Dataset, config: TrainConfig, tokenizer: Any, model_config: Any,
     ties_dropped: int = 0, both_bad_dropped: int = 0, device: str | None = None,
 ) -> PreflightReport:
-    """Check data, lengths, memory and settings for a DPO LoRA run; never loads or trains a model."""
-    data = check_data(dataset, ties_dropped, both_bad_dropped)
-    rows = _rows(dataset)
-    lengths = audit_lengths(rows, tokenizer, config.max_length) if rows else None
+    """Check data, lengths, memory and settings for a DPO LoRA run; never loads or trains a model. The data checks
+    and the tokenization are cached by the dataset's fingerprint: an unchanged dataset is not tokenized twice."""
+    data, lengths, preview = _data_report(dataset, tokenizer, config.max_length)
+    data = replace(data, ties_dropped=ties_dropped, both_bad_dropped=both_bad_dropped)
     context, too_long = _context_length(model_config), []
     if lengths and lengths.suggested_max_length > context:  # suggest no more than the model can read, and say so
         lengths = replace(lengths, suggested_max_length=context)
@@ -140,7 +152,6 @@ def run_preflight(
     issues = too_long + check_hyperparameters(config, data.pairs, params, context,
                                               longest=lengths.longest if lengths else None)
     issues += _data_issues(data) + (_length_issues(lengths) if lengths else []) + _memory_issues(memory, config)
-    preview = tokenized_preview(rows[0], tokenizer) if rows else ""
     issues += _template_issues(preview, tokenizer)
     suggested = {k: v for k, v in scaled_defaults(params).to_dict().items()
                  if k in ("learning_rate", "batch_size", "lora_r", "lora_alpha", "num_epochs")}
@@ -149,13 +160,34 @@ def run_preflight(
     return PreflightReport(data, lengths, memory, preview, suggested, issues)
 
 
+_reports: OrderedDict[tuple, tuple[DataCheck, LengthAudit | None, str]] = OrderedDict()
+_reports_lock = threading.Lock()
+
+
+def _data_report(dataset: Dataset, tokenizer: Any, max_length: int) -> tuple[DataCheck, LengthAudit | None, str]:
+    """(data check, length audit, preview) of `dataset`, from the cache when this dataset was audited before."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    key = (dataset._fingerprint, getattr(tokenizer, "name_or_path", ""), len(tokenizer), hash(template), max_length)
+    with _reports_lock:
+        if key in _reports:
+            _reports.move_to_end(key)
+            return _reports[key]
+    data = check_data(dataset)
+    usable = _usable(dataset)
+    lengths = audit_lengths(dataset, tokenizer, max_length) if usable else None
+    preview = tokenized_preview(dataset[0], tokenizer) if usable else ""
+    with _reports_lock:
+        _reports[key] = (data, lengths, preview)
+        while len(_reports) > CACHE_SIZE:
+            _reports.popitem(last=False)
+    return data, lengths, preview
+
+
 # --- data --------------------------------------------------------------------------------------------------------
 
 
-def _rows(dataset: Dataset) -> list[dict]:
-    if len(dataset) == 0 or not {"prompt", "chosen", "rejected"} <= set(dataset.column_names):
-        return []
-    return list(dataset.select_columns(["prompt", "chosen", "rejected"]))
+def _usable(dataset: Dataset) -> bool:
+    return len(dataset) > 0 and {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
 
 
 def _answer(messages: Any) -> str:
@@ -164,9 +196,34 @@ def _answer(messages: Any) -> str:
     return str(messages or "")
 
 
+def _is_conversation(field_type: Any) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_list(field_type) or pa.types.is_large_list(field_type)) and \
+        pa.types.is_struct(field_type.value_type) and field_type.value_type.get_field_index("content") >= 0
+
+
 def check_data(dataset: Dataset, ties_dropped: int = 0, both_bad_dropped: int = 0) -> DataCheck:
-    """Counts of rows that carry no or repeated signal."""
-    rows = _rows(dataset)
+    """Counts of rows that carry no or repeated signal, counted by DuckDB over the dataset's Arrow table."""
+    if not _usable(dataset):
+        return DataCheck(len(dataset), 0, 0, 0, ties_dropped, both_bad_dropped)
+    table = dataset.select_columns(["prompt", "chosen", "rejected"]).with_format("arrow")[:]
+    if not all(_is_conversation(table.schema.field(c).type) for c in ("chosen", "rejected")):
+        return _check_rows(dataset, ties_dropped, both_bad_dropped)  # plain-text answers: small hand-made sets
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("t", table)
+        duplicates, identical, empty = con.execute(
+            "WITH a AS (SELECT prompt, chosen, rejected, coalesce(chosen[-1].content, '') AS c, "
+            "coalesce(rejected[-1].content, '') AS r FROM t) "
+            "SELECT count(*) - count(DISTINCT {'p': prompt, 'c': chosen, 'r': rejected}), count(*) FILTER (c = r), "
+            "count(*) FILTER (regexp_full_match(c, '\\s*') OR regexp_full_match(r, '\\s*')) FROM a").fetchall()[0]
+    return DataCheck(len(dataset), duplicates, identical, empty, ties_dropped, both_bad_dropped)
+
+
+def _check_rows(dataset: Dataset, ties_dropped: int, both_bad_dropped: int) -> DataCheck:
+    rows = list(dataset.select_columns(["prompt", "chosen", "rejected"]))
     seen: set[str] = set()
     duplicates = 0
     for row in rows:
@@ -211,29 +268,61 @@ def _tokenize(row: dict, tokenizer: Any) -> tuple[list[int], list[int], list[int
     return prompt, chosen[len(prompt):], rejected[len(prompt):]
 
 
-def audit_lengths(rows: list[dict], tokenizer: Any, max_length: int) -> LengthAudit:
-    """How max_length cuts these pairs, and the max_length that keeps KEEP_SHARE of them whole."""
-    rows = rows[:AUDIT_ROWS]
-    truncated = lost = dropped = 0
-    prompt_max = chosen_max = rejected_max = 0
-    needed: list[int] = []
-    for row in rows:
-        p, c, r = _tokenize(row, tokenizer)
-        prompt_max, chosen_max = max(prompt_max, len(p)), max(chosen_max, len(c))
-        rejected_max = max(rejected_max, len(r))
-        longest = len(p) + max(len(c), len(r))
-        needed.append(longest)
-        if len(p) >= max_length:
-            dropped += 1
-        elif longest > max_length:
-            truncated += 1
-            keep = max_length - len(p)
-            lost += c[:keep] == r[:keep]
-    ordered = sorted(needed)
-    keep_at = ordered[max(0, math.ceil(KEEP_SHARE * len(ordered)) - 1)]
+def _batch_ids(tokenizer: Any, conversations: list[list[dict]], **kwargs: Any) -> list[list[int]]:
+    """What `_ids` gives for each conversation, in one call of the fast tokenizer: the template is rendered as text,
+    then tokenized without adding special tokens, exactly as apply_chat_template(tokenize=True) does."""
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, **kwargs)
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def _length_batch(batch: dict, tokenizer: Any, max_length: int) -> dict:
+    prompts = batch["prompt"]
+    p_ids = _batch_ids(tokenizer, prompts, add_generation_prompt=True)
+    c_ids = _batch_ids(tokenizer, [p + c for p, c in zip(prompts, batch["chosen"])])
+    r_ids = _batch_ids(tokenizer, [p + r for p, r in zip(prompts, batch["rejected"])])
+    out: dict[str, list] = {"p": [], "c": [], "r": [], "lost": []}
+    for p, c, r in zip(p_ids, c_ids, r_ids):
+        c, r = c[len(p):], r[len(p):]
+        keep = max_length - len(p)
+        out["p"].append(len(p))
+        out["c"].append(len(c))
+        out["r"].append(len(r))
+        out["lost"].append(keep > 0 and c[:keep] == r[:keep])  # counted only where the pair is cut
+    return out
+
+
+def audit_lengths(rows: Dataset | list[dict], tokenizer: Any, max_length: int) -> LengthAudit:
+    """How max_length cuts these pairs, and the max_length that keeps KEEP_SHARE of them whole: tokenized in
+    batches (datasets.map, the fast tokenizer); above AUDIT_ROWS a seeded random sample, with its margin of error."""
+    import datasets
+
+    dataset = rows if isinstance(rows, Dataset) else Dataset.from_list(list(rows))
+    dataset = dataset.select_columns(["prompt", "chosen", "rejected"])
+    population = len(dataset)
+    if population > AUDIT_ROWS:
+        dataset = dataset.select(sorted(random.Random(AUDIT_SEED).sample(range(population), AUDIT_ROWS)))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        measured = dataset.map(_length_batch, batched=True, batch_size=AUDIT_BATCH, keep_in_memory=True,
+                               remove_columns=dataset.column_names, new_fingerprint=f"{dataset._fingerprint}-len",
+                               fn_kwargs={"tokenizer": tokenizer, "max_length": max_length})
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    columns = measured.with_format("numpy")[:]
+    p, c, r, lost = (np.asarray(columns[k]) for k in ("p", "c", "r", "lost"))
+    needed = p + np.maximum(c, r)
+    dropped = p >= max_length
+    truncated = ~dropped & (needed > max_length)
+    ordered = np.sort(needed)
+    keep_at = int(ordered[max(0, math.ceil(KEEP_SHARE * len(ordered)) - 1)])
     suggested = int(math.ceil(keep_at / 16) * 16)
-    return LengthAudit(max_length, len(rows), truncated, lost, dropped, max(needed), prompt_max, chosen_max,
-                       rejected_max, max(suggested, 16))
+    n = len(measured)
+    margin = 0.0 if n == population else 1.96 * math.sqrt(0.25 / n * (population - n) / (population - 1))
+    return LengthAudit(max_length, n, int(truncated.sum()), int((lost & truncated).sum()), int(dropped.sum()),
+                       int(needed.max()), int(p.max()), int(c.max()), int(r.max()), max(suggested, 16), population,
+                       margin)
 
 
 def _length_issues(a: LengthAudit) -> list[Issue]:
@@ -369,7 +458,7 @@ def scaled_defaults(params: int, lora: bool = True) -> TrainConfig:
         lr = 1e-5 if params < TINY_PARAMS else (5e-6 if params < LARGE_PARAMS else 5e-7)
     batch = 8 if params < LARGE_PARAMS else 2
     rank = 16 if params < LARGE_PARAMS else 32
-    return replace(TrainConfig(), learning_rate=lr, batch_size=batch, lora_r=rank, lora_alpha=2 * rank)
+    return replace(TrainConfig(), learning_rate=lr, batch_size=batch).with_rank(rank)
 
 
 def _lr_range(params: int) -> tuple[float, float]:
