@@ -7,6 +7,6 @@ from prefapp.ui.app import launch
 
 if __name__ == "__main__":
     try:
-        launch(AppConfig())
+        launch(AppConfig.from_env())
     except (ConfigError, RuntimeError) as exc:  # a damaged store, a refused bind: the message says what to do
         sys.exit(f"prefapp: {exc}")

@@ -23,7 +23,7 @@ def _app_config(args: argparse.Namespace) -> AppConfig:
         "db_path": getattr(args, "db", None),
         "prompts_path": getattr(args, "prompts", None),
     }
-    return AppConfig(**{k: v for k, v in given.items() if v})
+    return AppConfig.from_env(**{k: v for k, v in given.items() if v})
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -46,10 +46,10 @@ def _add_train_knobs(p: argparse.ArgumentParser, d: TrainConfig = TrainConfig())
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         beta=args.beta, learning_rate=args.learning_rate, num_epochs=args.epochs, batch_size=args.batch_size,
-        max_length=args.max_length, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, loss_type=args.loss_type,
-        seed=args.seed, save_steps=getattr(args, "save_steps", TrainConfig.save_steps),
+        max_length=args.max_length, loss_type=args.loss_type, seed=args.seed,
+        save_steps=getattr(args, "save_steps", TrainConfig.save_steps),
         precompute_ref_log_probs=getattr(args, "precompute_ref_log_probs", False),
-    )
+    ).with_rank(args.lora_r)
 
 
 def labeling_config(base: LabelingConfig, overlap: int | None, probe_rate: float | None, guidelines: str | None,
@@ -262,9 +262,11 @@ def _metrics_line(metrics: dict) -> str:
 
 
 def cmd_build_demo_model(args: argparse.Namespace) -> int:
-    from prefapp.demo.model import build_demo_model
+    from prefapp.demo.model import DemoModelConfig, build_demo_model
 
-    metrics = build_demo_model(Path(args.out), seed=args.seed)
+    config = DemoModelConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    metrics = build_demo_model(Path(args.out), cfg=config, **({"prompts_dir": Path(args.prompts_dir)}
+                                                             if args.prompts_dir else {}))
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -432,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-demo-model", help="rebuild the bundled demo model from its synthetic corpus")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "demo-model"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="training steps (default: the demo model's; fewer is faster and worse)")
+    p.add_argument("--prompts-dir", help="where the demo*.jsonl prompt files go (default data/prompts)")
     p.set_defaults(func=cmd_build_demo_model)
 
     p = sub.add_parser("loop", help="closed loop on the demo task with the simulated annotator; prints the win rate")

@@ -6,7 +6,7 @@ Nothing here imports torch or gradio, so configs can be built and validated anyw
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prefapp.errors import ConfigError  # noqa: F401 - re-exported: most modules import it from here
@@ -86,6 +86,9 @@ def labeling_from_env() -> LabelingConfig:
     return config
 
 
+LORA_ALPHA_PER_RANK = 2  # lora_alpha = 2 x lora_r, the common scaling: changing the rank keeps the update's scale
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     beta: float = 0.1  # KL strength: TRL's default and the usual starting point
@@ -95,7 +98,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1  # raise to emulate a larger batch on small memory
     max_length: int = 512  # prompt+completion tokens; truncation silently destroys the training signal
     lora_r: int = 16  # adapter rank: enough capacity for a preference shift, few parameters
-    lora_alpha: int = 32  # 2x rank is the common scaling
+    lora_alpha: int = LORA_ALPHA_PER_RANK * 16  # follows lora_r: set both with with_rank()
     lora_dropout: float = 0.0  # tiny runs do not need it; dropout also makes policy/reference differ noisily
     loss_type: str = "sigmoid"  # the original DPO loss; TRL also offers ipo, hinge, robust, ...
     seed: int = 0  # same data + same seed = same adapter
@@ -133,6 +136,10 @@ class TrainConfig:
             if self.batch_size > n_pairs:
                 raise ConfigError(f"batch_size={self.batch_size} is larger than the {n_pairs} pairs: use at most {n_pairs}")
 
+    def with_rank(self, lora_r: int) -> "TrainConfig":
+        """This config with LoRA rank `lora_r` and the alpha that goes with it (LORA_ALPHA_PER_RANK x rank)."""
+        return replace(self, lora_r=lora_r, lora_alpha=LORA_ALPHA_PER_RANK * lora_r)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -156,34 +163,51 @@ def _env_flag(name: str) -> bool:
 
 @dataclass
 class AppConfig:
-    model: str = field(default_factory=lambda: _env("PREFAPP_MODEL", "auto"))  # Hub id, local path, or auto
-    data_dir: Path = field(default_factory=_default_data_dir)  # DuckDB file, exports and adapters live here
+    model: str = "auto"  # Hub id, local path, "demo", or "auto" (SmolLM2-135M-Instruct when available)
+    data_dir: Path = REPO_ROOT / "data"  # DuckDB file, exports and adapters live here
     db_path: Path | None = None  # default: <data_dir>/prefapp.duckdb
     prompts_path: Path | None = None  # extra prompts to load at start (.txt or .jsonl)
-    host: str = field(  # local only unless asked; Spaces set GRADIO_SERVER_NAME=0.0.0.0
-        default_factory=lambda: _env("PREFAPP_HOST", _env("GRADIO_SERVER_NAME", "127.0.0.1"))
-    )
-    port: int = field(default_factory=lambda: int(_env("PREFAPP_PORT", "7860")))  # Gradio's and Spaces' port
+    host: str = "127.0.0.1"  # local only unless asked; Spaces set GRADIO_SERVER_NAME=0.0.0.0
+    port: int = 7860  # Gradio's and Spaces' port
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    labeling: LabelingConfig = field(default_factory=labeling_from_env)  # queue, overlap, probes, guidelines
+    labeling: LabelingConfig = field(default_factory=LabelingConfig)  # queue, overlap, probes, guidelines
     users_file: Path | None = None  # accounts (TOML); None: PREFAPP_USERS_FILE / PREFAPP_USERS, else the app is open
-    allow_public: bool = field(default_factory=lambda: _env_flag("PREFAPP_ALLOW_PUBLIC"))  # open on 0.0.0.0 on purpose
-    allow_outside_paths: bool = field(  # user-typed import/export paths may leave data_dir only when an admin says so
-        default_factory=lambda: _env_flag("PREFAPP_ALLOW_OUTSIDE_PATHS"))
+    allow_public: bool = False  # serve on 0.0.0.0 without accounts, on purpose
+    allow_outside_paths: bool = False  # user-typed import/export paths may leave data_dir only when an admin says so
     # Where pairs, chat and evaluation replies are generated: "local" (this process) or an OpenAI-compatible engine
     # at generator_url (vLLM, SGLang, TGI, llama.cpp, transformers serve); training always loads `model` itself.
-    generator: str = field(default_factory=lambda: _env("PREFAPP_GENERATOR", "local"))
-    generator_url: str | None = field(default_factory=lambda: _env("PREFAPP_GENERATOR_URL", "") or None)
-    generator_model: str | None = field(  # the engine's model name; None: the one model it serves
-        default_factory=lambda: _env("PREFAPP_GENERATOR_MODEL", "") or None)
-    evaluation: "EvalConfig" = field(default_factory=lambda: eval_from_env())  # eval set, gate, post-round checks
+    generator: str = "local"
+    generator_url: str | None = None
+    generator_model: str | None = None  # the engine's model name; None: the one model it serves
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        if self.db_path is None:
-            self.db_path = Path(_env("PREFAPP_DB", str(self.data_dir / "prefapp.duckdb")))
-        self.db_path = Path(self.db_path)
+        self.db_path = Path(self.db_path) if self.db_path is not None else self.data_dir / "prefapp.duckdb"
+
+    @classmethod
+    def from_env(cls, **given: object) -> "AppConfig":
+        """The app's settings from the environment (PREFAPP_MODEL, PREFAPP_DATA_DIR, PREFAPP_DB, PREFAPP_HOST or
+        GRADIO_SERVER_NAME, PREFAPP_PORT, PREFAPP_ALLOW_PUBLIC, PREFAPP_ALLOW_OUTSIDE_PATHS, PREFAPP_GENERATOR,
+        PREFAPP_GENERATOR_URL, PREFAPP_GENERATOR_MODEL, the labelling variables), then `given` (command-line flags)
+        over them. The one place the environment is read."""
+        try:
+            port = int(_env("PREFAPP_PORT", "7860"))
+        except ValueError as exc:
+            raise ConfigError(f"PREFAPP_PORT must be a port number, e.g. 7860: {exc}") from exc
+        settings: dict = {
+            "model": _env("PREFAPP_MODEL", "auto"), "data_dir": _default_data_dir(),
+            "host": _env("PREFAPP_HOST", _env("GRADIO_SERVER_NAME", "127.0.0.1")), "port": port,
+            "labeling": labeling_from_env(), "allow_public": _env_flag("PREFAPP_ALLOW_PUBLIC"),
+            "allow_outside_paths": _env_flag("PREFAPP_ALLOW_OUTSIDE_PATHS"),
+            "generator": _env("PREFAPP_GENERATOR", "local"),
+            "generator_url": _env("PREFAPP_GENERATOR_URL", "") or None,
+            "generator_model": _env("PREFAPP_GENERATOR_MODEL", "") or None,
+        }
+        if os.environ.get("PREFAPP_DB"):
+            settings["db_path"] = Path(os.environ["PREFAPP_DB"])
+        settings.update(given)
+        return cls(**settings)
 
     @property
     def exports_dir(self) -> Path:

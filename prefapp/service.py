@@ -39,6 +39,7 @@ from prefapp.training.job import TrainingJob
 from prefapp.training.progress import TrainProgress, TrainResult
 from prefapp.training.preflight import PreflightReport, run_preflight
 from prefapp.training import rounds as round_files
+from prefapp.training.rounds import round_adapter_name  # noqa: F401 - the UI imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,6 @@ def prompt_text(messages: list[dict]) -> str:
     if len(messages) == 1:
         return messages[0]["content"]
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-
-
-def round_adapter_name(round_id: int) -> str:
-    return f"round-{round_id}"
 
 
 def stamp() -> str:
@@ -410,9 +407,9 @@ class PrefService(EvalIntents):
         """A tokenizer of our own for preflight: a fast tokenizer shared with the generating thread can raise
         'Already borrowed' when two threads use it at once."""
         if getattr(self, "_preflight_tokenizer", None) is None:
-            from transformers import AutoTokenizer
+            from prefapp.models import load_tokenizer
 
-            self._preflight_tokenizer = AutoTokenizer.from_pretrained(self.policy.choice.source)
+            self._preflight_tokenizer = load_tokenizer(self.policy.choice.source)
         return self._preflight_tokenizer
 
     def resume_training(self, round_id: int, on_finish: Callable[[int], None] | None = None) -> int:
@@ -468,7 +465,7 @@ class PrefService(EvalIntents):
 
     def rollback(self) -> str:
         """Make the finished round before the current generator the generator again (the base before round 1)."""
-        current = int(self.generator.split("-")[-1]) if self.generator else None
+        current = round_files.round_number(self.generator) if self.generator else None
         if current is None:
             raise ConfigError("the generator is already the base model: nothing to roll back")
         earlier = [r.id for r in self.store.rounds() if r.status == "finished" and r.id < current

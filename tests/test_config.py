@@ -55,6 +55,7 @@ def test_environment_sets_model_and_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFAPP_MODEL", "demo")
     monkeypatch.setenv("PREFAPP_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("PREFAPP_DB", raising=False)
-    config = AppConfig()
+    assert AppConfig().model == "auto" and AppConfig().data_dir != tmp_path  # a plain config never reads it
+    config = AppConfig.from_env()
     assert config.model == "demo"
     assert config.db_path == tmp_path / "prefapp.duckdb"

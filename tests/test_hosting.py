@@ -42,7 +42,7 @@ def test_space_storage_default_and_warning(tmp_path, monkeypatch) -> None:
     warning = storage_warning(tmp_path.parent / "elsewhere", root=tmp_path)
     assert "lost when it restarts" in warning and "Export" in warning
     monkeypatch.delenv("PREFAPP_DATA_DIR", raising=False)
-    assert AppConfig().data_dir != tmp_path / "prefapp"  # the real /data is absent here: the repo's data/ stays
+    assert AppConfig.from_env().data_dir != tmp_path / "prefapp"  # the real /data is absent here: the repo's data/ stays
 
 
 def test_backup_while_votes_are_written_is_a_consistent_database(service) -> None:

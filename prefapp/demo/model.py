@@ -4,7 +4,7 @@ One linear story, reproducible from a seed on a laptop CPU:
 flawed corpus (demo_task.corpus_response) -> byte-level BPE tokenizer with a chat template -> LlamaForCausalLM
 -> plain PyTorch training loop, loss on the assistant turn -> save_pretrained -> sample and measure -> model card.
 
-    python -m prefapp.demo.model --out data/demo-model
+    prefapp build-demo-model --out data/demo-model
 
 The model answers in the task's format, is right most of the time, and is sometimes rude or rambling: the
 flaws DPO on the simulated annotator's picks is meant to remove.
@@ -12,7 +12,6 @@ flaws DPO on the simulated annotator's picks is meant to remove.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -364,7 +363,7 @@ flaws, which is what preference labelling and DPO are meant to remove. It knows 
 
 ## How it was built
 
-    python -m prefapp.demo.model --out data/demo-model
+    prefapp build-demo-model --out data/demo-model
 
 Byte-level BPE tokenizer (vocab {m['vocab_size']}, `tokenizers`) trained on the corpus; special tokens
 `<|system|>`, `<|user|>`, `<|assistant|>`, `<|end|>` (eos), `<|pad|>` (pad), no BOS. Chat template:
@@ -400,20 +399,3 @@ model = AutoModelForCausalLM.from_pretrained("data/demo-model")
 tok = AutoTokenizer.from_pretrained("data/demo-model")
 ```
 """
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the bundled demo model and the demo prompt files.")
-    parser.add_argument("--out", type=Path, default=DEMO_MODEL_DIR, help="model directory to write")
-    parser.add_argument("--prompts-dir", type=Path, default=DEMO_PROMPTS_PATH.parent, help="where demo*.jsonl go")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=DemoModelConfig.steps, help="training steps (fewer: faster, worse)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    metrics = build_demo_model(args.out, cfg=DemoModelConfig(seed=args.seed, steps=args.steps), prompts_dir=args.prompts_dir)
-    log.info("quality: %s", json.dumps(metrics["samples"]))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -124,13 +124,6 @@ class PairQueue:
         log.info("pair queue: generator %s, %s; %d queued pair(s) discarded", adapter or "base", sampling, dropped)
         return dropped
 
-    def clear(self) -> None:
-        """Drop every ready pair (e.g. after the prompt set changed) and refill."""
-        with self._cond:
-            self._version += 1
-            self._drop_ready()
-            self._cond.notify_all()
-
     # --- consuming ---------------------------------------------------------------------------------------
 
     def take(self, wait_s: float = 0.0) -> ReadyPair | None:

@@ -77,9 +77,10 @@ def _votes_dataset(db_path: Path, options: ExportOptions) -> tuple[Dataset, Expo
 
 
 def preflight(data: TrainingData, config: TrainConfig, model_source: str) -> PreflightReport:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    from prefapp.models import load_tokenizer
+
     counts = data.counts
-    return run_preflight(data.dataset, config, tokenizer, AutoConfig.from_pretrained(model_source),
+    return run_preflight(data.dataset, config, load_tokenizer(model_source), AutoConfig.from_pretrained(model_source),
                          ties_dropped=counts.ties if counts else 0, both_bad_dropped=counts.both_bad if counts else 0)

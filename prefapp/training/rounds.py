@@ -19,6 +19,17 @@ log = logging.getLogger(__name__)
 HASHED_COLUMNS = ("prompt", "chosen", "rejected")  # the training signal; provenance columns do not change a round
 
 
+def round_adapter_name(round_id: int) -> str:
+    """The one naming rule for a round: its adapter, exports and output dirs are called `round-N`."""
+    return f"round-{int(round_id)}"
+
+
+def round_number(name: str) -> int | None:
+    """N from `round-N` (or a bare N); None for a name that is not a round's."""
+    text = (name or "").strip().removeprefix("round-")
+    return int(text) if text.isdigit() else None
+
+
 def dataset_sha256(dataset: Dataset) -> str:
     """A fingerprint of exactly what DPO trains on: the prompt/chosen/rejected rows in order."""
     digest = hashlib.sha256()

@@ -78,7 +78,7 @@ def train_config(base: TrainConfig, **knobs: Any) -> TrainConfig:
 
     typed = {k: typed_value(k, v) for k, v in knobs.items()}
     # lora_alpha follows lora_r (2x, as the CLI does), so changing the rank does not silently change the scale.
-    return replace(base, **typed, lora_alpha=2 * typed.get("lora_r", base.lora_r))
+    return replace(base, **typed).with_rank(typed.get("lora_r", base.lora_r))
 
 
 def knobs_config(service: PrefService, *values: Any) -> TrainConfig:
