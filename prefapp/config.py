@@ -180,6 +180,7 @@ class AppConfig:
     generator: str = "local"
     generator_url: str | None = None
     generator_model: str | None = None  # the engine's model name; None: the one model it serves
+    evaluation: "EvalConfig" = field(default_factory=lambda: EvalConfig())  # eval set, gate, post-round checks
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -189,8 +190,8 @@ class AppConfig:
     def from_env(cls, **given: object) -> "AppConfig":
         """The app's settings from the environment (PREFAPP_MODEL, PREFAPP_DATA_DIR, PREFAPP_DB, PREFAPP_HOST or
         GRADIO_SERVER_NAME, PREFAPP_PORT, PREFAPP_ALLOW_PUBLIC, PREFAPP_ALLOW_OUTSIDE_PATHS, PREFAPP_GENERATOR,
-        PREFAPP_GENERATOR_URL, PREFAPP_GENERATOR_MODEL, the labelling variables), then `given` (command-line flags)
-        over them. The one place the environment is read."""
+        PREFAPP_GENERATOR_URL, PREFAPP_GENERATOR_MODEL, the labelling and evaluation variables), then `given`
+        (command-line flags) over them. The one place the environment is read."""
         try:
             port = int(_env("PREFAPP_PORT", "7860"))
         except ValueError as exc:
@@ -203,6 +204,7 @@ class AppConfig:
             "generator": _env("PREFAPP_GENERATOR", "local"),
             "generator_url": _env("PREFAPP_GENERATOR_URL", "") or None,
             "generator_model": _env("PREFAPP_GENERATOR_MODEL", "") or None,
+            "evaluation": eval_from_env(),
         }
         if os.environ.get("PREFAPP_DB"):
             settings["db_path"] = Path(os.environ["PREFAPP_DB"])
