@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 OPS = ("quality", "data_summary", "resolve", "export", "preflight", "click", "refill_pick", "votes_legacy")
 LEGACY_MAX = 100_000  # store.votes() at 1M takes ~30 s and 4 GiB: measured once in issue 14, not every run
 ANNOTATORS = 12
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"
 
 
 def build(path: Path, n_votes: int) -> int:
@@ -44,6 +44,7 @@ def build(path: Path, n_votes: int) -> int:
     from prefapp.store import Store
 
     regular = round(n_votes / 1.233)  # pairs with a first vote; the rest are overlap and probe votes
+    n_prompts = max(regular // 4, 1)
     with Store(path) as store:
         cur = store._cur()
         cur.execute("BEGIN TRANSACTION")
@@ -51,7 +52,7 @@ def build(path: Path, n_votes: int) -> int:
             "INSERT INTO prompts (id, messages, hash, source, created_at) "
             "SELECT i, json_array(json_object('role', 'user', 'content', 'Question ' || i || ': what is ' || "
             "(i % 97) || ' + ' || (i % 89) || '? ' || md5(i::VARCHAR))), md5('prompt' || i), 'bench', "
-            "TIMESTAMPTZ '2026-01-01' FROM range(1, ? + 1) t(i)", [max(regular // 4, 1)])
+            "TIMESTAMPTZ '2026-01-01' FROM range(1, ? + 1) t(i)", [n_prompts])
         cur.execute("SELECT setval('prompts_id_seq', (SELECT max(id) FROM prompts))")
         cur.execute(
             "INSERT INTO pairs (id, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, "
@@ -62,8 +63,8 @@ def build(path: Path, n_votes: int) -> int:
             "hash(i, 's') % 2 = 0, 'prefapp-demo', CASE WHEN i % 3 = 0 THEN 'round-1' END, "
             "'{\"temperature\": 1.0, \"top_p\": 0.95, \"max_new_tokens\": 64}', 'annotator-' || (i % ?), "
             "TIMESTAMPTZ '2026-01-01' + to_seconds(i) "
-            "FROM range(?) t(i) JOIN prompts q ON q.id = 1 + i % (SELECT count(*) FROM prompts)",
-            [ANNOTATORS, regular])
+            "FROM range(?) t(i) JOIN prompts q ON q.id = 1 + i % ?",  # a constant: an equi-join, not a nested loop
+            [ANNOTATORS, regular, n_prompts])
         # Overlap: a 2nd annotator on every 7th pair, a 3rd on every 20th; probes of every 25th pair.
         cur.execute(
             "CREATE TEMP TABLE planned AS "
