@@ -194,7 +194,7 @@ def test_a_chat_sent_to_labelling_becomes_the_next_pair(service: PrefService):
         page.get_by_role("button", name="Send", exact=True).click()
         expect(box).to_have_value("")
         box.fill("And 3 + 4?")
-        page.get_by_role("button", name="Send to labelling").click()
+        page.get_by_role("button", name="Label this chat").click()
         expect(page.get_by_text("Sent to labelling (3 turns)").first).to_be_visible()
     pair = service.next_pair("ann")
     assert pair.prompt.startswith("user: What is 2 + 2?\n\nassistant: ") and pair.prompt.endswith("user: And 3 + 4?")

@@ -54,8 +54,8 @@ class ChatTab:
                 self.send = gr.Button("Send", variant="primary", scale=1)
                 self.clear = gr.Button("Clear", scale=1)
             with gr.Row():
-                self.to_labeling = gr.Button("Send to labelling: this chat + the message above becomes a prompt, "
-                                             "its next two replies the next pair", size="sm")
+                self.to_labeling = gr.Button("Label this chat: it and the message above become a prompt, its next "
+                                             "two replies the next pair", size="sm")
             self.base_history = gr.State([])  # [{"role", "content"}] as the model saw it: small and copyable
             self.aligned_history = gr.State([])
 
