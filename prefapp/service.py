@@ -461,6 +461,7 @@ class PrefService(EvalIntents):
         message = self.set_generator(name)
         if name:
             self.set_aligned(name)
+            message += "\n" + decision.text()
         return message
 
     def rollback(self) -> str:

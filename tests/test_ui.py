@@ -16,7 +16,8 @@ from prefapp.ui.train_tab import history_frame
 from tests.browser import served
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/import_pairs", "/quality",
-                      "/export", "/train", "/train_status", "/add_round", "/chat", "/set_generator"}
+                      "/export", "/train", "/train_status", "/add_round", "/chat", "/set_generator",
+                      "/eval_next", "/eval_vote", "/leaderboard"}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 from prefapp.evaluation.checks import RoundChecks
 from prefapp.evaluation.gate import GateDecision
 from prefapp.evaluation.heldout import eval_import_message
-from prefapp.evaluation.judge import EvalReport, EvalVoteOutcome, policy_name
+from prefapp.evaluation.judge import EvalReport, EvalVoteOutcome, policy_name, report_from_votes
 from prefapp.evaluation.stats import Strength
 from prefapp.preferences.prompt_import import read_prompts
 from prefapp.store.records import _check_annotator
@@ -44,6 +44,21 @@ class EvalIntents:
     def round_checks(self, round_id: int) -> RoundChecks | None:
         """The automatic post-round checks of a round (None when they have not run)."""
         return self.evaluation.checks(round_id)
+
+    def round_evaluations(self) -> dict[int, str]:
+        """Per finished round, its verdict against the base and its checks in a few words (the rounds table)."""
+        votes = self.store.eval_votes()
+        out = {}
+        for rnd in self.store.rounds():
+            if rnd.status != "finished":
+                continue
+            win = report_from_votes(votes, "base", f"round-{rnd.id}", bootstrap=0).win
+            checks = self.evaluation.checks(rnd.id)
+            verdict = (f"{report_from_votes(votes, 'base', f'round-{rnd.id}', bootstrap=0).verdict.key} vs base "
+                       f"({win.rate:.0%} of {win.decided} decided)" if win.n else "no eval votes yet")
+            flags = "not run" if checks is None else (f"FLAGGED: {' '.join(checks.flags)}" if checks.flags else "ok")
+            out[rnd.id] = f"{verdict}; checks: {flags}"
+        return out
 
     def eval_comparison(self, a: str | None = None, b: str | None = None) -> tuple[str, str]:
         """The two policies to compare: as given, else the admin's pick, else the newest round against the current

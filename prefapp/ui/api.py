@@ -20,11 +20,13 @@ from prefapp.ui.access import api as register
 from prefapp.ui.chat_tab import set_generator_message
 from prefapp.ui.common import user_errors
 from prefapp.ui.data_tab import export_message
+from prefapp.ui.evaluate_tab import EVAL_CONCURRENCY
 from prefapp.ui.label_tab import LABEL_CONCURRENCY
 from prefapp.ui.train_tab import data_options, start_message, status_dict
 
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
-             "train", "train_status", "add_round", "chat", "set_generator")
+             "train", "train_status", "add_round", "chat", "set_generator", "eval_next", "eval_vote",
+             "leaderboard")
 
 
 def checked(fn: Callable) -> Callable:
@@ -70,6 +72,9 @@ class Api:
         api(self.add_round, api_name="add_round", role=ADMIN)
         api(self.chat, api_name="chat", role=ANNOTATOR)
         api(self.set_generator, api_name="set_generator", role=ADMIN)
+        api(self.eval_next, api_name="eval_next", role=ANNOTATOR, **EVAL_CONCURRENCY)
+        api(self.eval_vote, api_name="eval_vote", role=ANNOTATOR, **EVAL_CONCURRENCY)
+        api(self.leaderboard, api_name="leaderboard", role=ANNOTATOR)
 
     def next_pair(self, annotator: str) -> tuple[str, str, str, str]:
         """Two new responses to the least-labelled prompt for `annotator`: (pair_id, prompt, response_a, response_b)."""
@@ -157,3 +162,19 @@ class Api:
         """Make a finished round (e.g. 'round-1' or '1') or 'base' the model that writes new pairs."""
         return set_generator_message(self.service, which)
 
+    def eval_next(self, annotator: str) -> tuple[str, str, str, str]:
+        """The next blind eval pair: (pair_id, prompt, response_a, response_b); who wrote which side stays hidden."""
+        with user_errors():
+            pair = self.service.eval_next(annotator)
+        return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
+
+    def eval_vote(self, pair_id: str, choice: Literal["A", "B", "tie", "both_bad"], annotator: str) -> str:
+        """Record a blind eval vote; the message reveals which policy wrote each side and the verdict so far."""
+        with user_errors():
+            return self.service.eval_vote(pair_id, choice, annotator).message
+
+    def leaderboard(self) -> dict:
+        """The current comparison's verdict (wins, losses, ties, win_rate, ci_low, ci_high, lc_win_rate, verdict)
+        and the Bradley-Terry leaderboard of base and every round (`leaderboard`: policy, strength, ci_low, ci_high)."""
+        with user_errors():
+            return self.service.eval_report().to_dict()

@@ -1,4 +1,4 @@
-"""The Gradio app assembled: the header, five tabs (Label, Data, Train, Chat, Quality) and the named API around
+"""The Gradio app assembled: the header, six tabs (Label, Evaluate, Data, Train, Chat, Quality) and the named API around
 one shared `PrefService`, each tab a class in its own module with `render()` (layout) and `events()` (wiring).
 
 Sharing: one `PrefService` (model, store, training job) serves every browser session; per-session state is only
@@ -24,6 +24,7 @@ from prefapp.ui.api import API_NAMES, Api
 from prefapp.ui.chat_tab import ChatTab
 from prefapp.ui.common import PRIVATE, Update
 from prefapp.ui.data_tab import DataTab
+from prefapp.ui.evaluate_tab import EvaluateTab
 from prefapp.ui.header import Header
 from prefapp.ui.label_tab import LabelTab
 from prefapp.ui.quality_tab import QualityTab
@@ -45,8 +46,9 @@ class PrefUI:
         self.chat = ChatTab(service, self.header)
         self.train = TrainTab(service, self.header, self.chat)
         self.quality = QualityTab(service)
+        self.evaluate = EvaluateTab(service)
         self.api = Api(service)
-        self.tabs = (self.label, self.data, self.train, self.chat, self.quality)  # in tab-bar order
+        self.tabs = (self.label, self.evaluate, self.data, self.train, self.chat, self.quality)  # tab-bar order
         with gr.Blocks(title="prefapp: preference labelling and DPO") as self.blocks:
             self.header.render()
             with gr.Tabs():

@@ -9,14 +9,17 @@ textboxes; the plot and the Markdown hold our own figures and policy names (esca
 from __future__ import annotations
 
 import html
-from typing import Any, Literal
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from prefapp.evaluation.judge import EvalReport
 from prefapp.evaluation.stats import Strength
-from prefapp.ui.common import user_errors
+from prefapp.ui.access import ADMIN, ANNOTATOR, on
+from prefapp.ui.common import PRIVATE, Update, user_errors
+
+EVAL_CONCURRENCY = dict(concurrency_id="evaluate", concurrency_limit=16)  # judges never wait on one another
 
 EVAL_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 EVAL_KEYS = {"A": "1", "B": "2", "tie": "3", "both_bad": "4"}
@@ -86,6 +89,10 @@ class EvaluateTab:
     # --- layout ----------------------------------------------------------------------------------------------
 
     def render(self) -> None:
+        with gr.Tab("Evaluate") as self.tab:
+            self._render()
+
+    def _render(self) -> None:
         gr.Markdown("Blind comparison on held-out prompts: which answer would you rather get? The sides are random "
                     "and you learn which policy wrote which only after your vote.")
         with gr.Row():
@@ -115,7 +122,7 @@ class EvaluateTab:
             self.table = gr.Dataframe(pd.DataFrame(columns=LEADERBOARD_COLUMNS), interactive=False,
                                       elem_id="eval-leaderboard")
             self.refresh = gr.Button("Refresh")
-        with gr.Accordion("Admin: which two policies to compare (for everyone)", open=False):
+        with gr.Accordion("Admin: which two policies to compare (for everyone)", open=False) as self.admin_box:
             with gr.Row():
                 self.pick_a = gr.Dropdown(["base"], value="base", label="Reference (a)", allow_custom_value=True)
                 self.pick_b = gr.Dropdown([], label="Candidate (b); empty: the default comparison",
@@ -124,31 +131,36 @@ class EvaluateTab:
 
     # --- wiring ----------------------------------------------------------------------------------------------
 
-    def events(self, tab: Any, opts: dict) -> None:
-        """Wire the tab; `tab` is its gr.Tab (selecting it refreshes the verdict), `opts` the shared event options."""
+    @property
+    def admin_only(self) -> list:
+        return [self.admin_box]
+
+    def events(self) -> None:
         view = [self.pair_id, self.prompt, self.response_a, self.response_b, self.revealed, self.verdict,
                 self.comparison]
         board = [self.verdict, self.plot, self.table, self.pick_a, self.pick_b, self.comparison]
-        gr.on([self.annotator.submit], self._on_eval_start, [self.annotator], view, **opts)
+        judge = dict(role=ANNOTATOR, show_progress="hidden", **EVAL_CONCURRENCY, **PRIVATE)
+        on(self.annotator.submit, self.on_start, [self.annotator], view, **judge)
         for choice, button in self.buttons.items():
-            button.click(self._vote_handler(choice), [self.pair_id, self.annotator], view, **opts)
-        gr.on([tab.select, self.refresh.click], self._on_eval_board, None, board, **opts)
-        self.pick_button.click(self._on_eval_pick, [self.pick_a, self.pick_b], board, **opts)
+            on(button.click, self._vote_handler(choice), [self.pair_id, self.annotator], view, **judge)
+        on([self.tab.select, self.refresh.click], self.on_board, None, board, role=ANNOTATOR, **PRIVATE)
+        on(self.pick_button.click, self.on_pick, [self.pick_a, self.pick_b], board, role=ADMIN, **PRIVATE)
 
     def _vote_handler(self, choice: str):
-        def _on_eval_vote(pair_id: str, annotator: str) -> dict:
+        def on_eval_vote(pair_id: str, annotator: str) -> Update:
             return self.vote(choice, pair_id, annotator)
-        return _on_eval_vote
+        on_eval_vote.__qualname__ = f"EvaluateTab.on_vote_{choice}"
+        return on_eval_vote
 
     # --- handlers --------------------------------------------------------------------------------------------
 
-    def _on_eval_start(self, annotator: str) -> dict:
+    def on_start(self, annotator: str) -> Update:
         if not (annotator or "").strip():
             return {self.revealed: "Enter your name to get the first comparison."}
         with user_errors():
             return self._pair(annotator)
 
-    def vote(self, choice: str, pair_id: str, annotator: str) -> dict:
+    def vote(self, choice: str, pair_id: str, annotator: str) -> Update:
         if not pair_id:
             raise gr.Error("No comparison is on screen yet: enter your name first.")
         with user_errors():
@@ -164,7 +176,7 @@ class EvaluateTab:
                 self.response_b: pair.response_b, self.verdict: verdict_markdown(report),
                 self.comparison: f"{pair.comparison} (who is A and who is B is hidden until you vote)"}
 
-    def _on_eval_board(self) -> dict:
+    def on_board(self) -> Update:
         policies = self.service.evaluation.policies()
         picks = {self.pick_a: gr.Dropdown(policies), self.pick_b: gr.Dropdown(policies)}
         try:
@@ -177,25 +189,7 @@ class EvaluateTab:
         return {self.verdict: verdict_markdown(report), self.plot: leaderboard_svg(report.leaderboard),
                 self.table: leaderboard_frame(report.leaderboard), **picks, self.comparison: f"{b} vs {a}"}
 
-    def _on_eval_pick(self, a: str | None, b: str | None) -> dict:
+    def on_pick(self, a: str | None, b: str | None) -> Update:
         with user_errors():
             self.service.set_eval_comparison(a or "", b or "")
-        return self._on_eval_board()
-
-    # --- named API (gradio_client) ---------------------------------------------------------------------------
-
-    def api_eval_next(self, annotator: str) -> tuple[str, str, str, str]:
-        """The next blind eval pair: (pair_id, prompt, response_a, response_b); who wrote which side is hidden."""
-        with user_errors():
-            pair = self.service.eval_next(annotator)
-        return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
-
-    def api_eval_vote(self, pair_id: str, choice: Literal["A", "B", "tie", "both_bad"], annotator: str) -> str:
-        """Record a blind eval vote; the message reveals which policy wrote each side and the verdict so far."""
-        with user_errors():
-            return self.service.eval_vote(pair_id, choice, annotator).message
-
-    def api_leaderboard(self) -> dict:
-        """The current comparison's verdict and the Bradley-Terry leaderboard of base and every round."""
-        with user_errors():
-            return self.service.eval_report().to_dict()
+        return self.on_board()

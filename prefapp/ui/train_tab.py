@@ -19,7 +19,7 @@ from prefapp.store import Round
 from prefapp.training.dpo import LOSS_TYPES
 from prefapp.training.preflight import PreflightReport
 from prefapp.training.progress import TrainProgress
-from prefapp.ui.access import ADMIN, on, page_load
+from prefapp.ui.access import ADMIN, current_user, on, page_load
 from prefapp.ui.chat_tab import ChatTab
 from prefapp.ui.common import PRIVATE, Update, aligned_dropdown, model_text, rounds_frame, user_errors
 from prefapp.ui.header import Header
@@ -179,6 +179,8 @@ class TrainTab:
             self.round_pick = gr.Number(1, label="Round (number in the table)", precision=0, minimum=1, scale=1)
             self.resume_button = gr.Button("Resume (from its checkpoint)", scale=1)
             self.make_generator_button = gr.Button("Make generator (hot swap)", variant="primary", scale=1)
+            self.confirm_gate = gr.Checkbox(False, label="Confirm: make it the generator even if judged worse or "
+                                            "flagged (recorded)", scale=1)
             self.rollback_button = gr.Button("Roll back generator", scale=1)
             self.merge_button = gr.Button("Merge into a full model", scale=1)
         with gr.Row():
@@ -217,10 +219,12 @@ class TrainTab:
         resumed = on(self.resume_button.click, self._round_op(self.resume), [self.round_pick], ops, role=ADMIN,
                      **PRIVATE)
         on(resumed.success, lambda: gr.Timer(active=True), None, [self.timer], role=ADMIN, **PRIVATE)
-        for button, op in ((self.make_generator_button, self.make_generator), (self.rollback_button, self.rollback),
-                           (self.merge_button, self.merge)):
+        for button, op in ((self.rollback_button, self.rollback), (self.merge_button, self.merge)):
             on(button.click, self._round_op(op), [self.round_pick], ops, role=ADMIN, **PRIVATE)
         on(self.add_round_button.click, self.on_add_round, [self.add_round_dir], ops, role=ADMIN, **PRIVATE)
+        # The promotion gate: the round's verdict and checks decide; a refusal is overridden only when confirmed.
+        on(self.make_generator_button.click, self._round_op(self.make_generator), [self.round_pick,
+           self.confirm_gate], [*ops, self.confirm_gate], role=ADMIN, **PRIVATE)
         on(self.push_round_button.click, self.on_push, [self.round_pick, self.push_round_repo], [self.round_result],
            role=ADMIN, **PRIVATE)
 
@@ -234,7 +238,7 @@ class TrainTab:
         *knobs, sources, share = values
         message = start_message(self.service, *knobs, options=data_options(sources, share))
         return {self.message: message, self.timer: gr.Timer(active=True),
-                self.rounds_table: rounds_frame(self.service.rounds())}
+                self.rounds_table: rounds_frame(self.service.rounds(), self.service.round_evaluations())}
 
     def on_cancel(self) -> str:
         if self.service.cancel_training():
@@ -258,17 +262,18 @@ class TrainTab:
         return {self.preflight_report: report_markdown(report), self.preflight_preview: report.preview}
 
     def _rounds_changed(self) -> Update:
-        return {self.rounds_table: rounds_frame(self.service.rounds()), self.chat.aligned_pick: aligned_dropdown(
+        return {self.rounds_table: rounds_frame(self.service.rounds(), self.service.round_evaluations()), self.chat.aligned_pick: aligned_dropdown(
             self.service), self.header.model_info: model_text(self.service.model_info())}
 
-    def _round_op(self, op: Callable[[float | None], str]) -> Callable[[float | None], Update]:
+    def _round_op(self, op: Callable[..., str]) -> Callable[..., Update]:
         """A round operation as a handler: its message, then the rounds table and the model lines refreshed."""
-        def on_round_op(round_id: float | None) -> Update:
+        def on_round_op(round_id: float | None, *confirm: bool) -> Update:
             with user_errors():
                 if op != self.rollback and not round_id:
                     raise ConfigError("enter a round number from the Rounds table first")
-                message = op(round_id)
-            return {self.round_result: message, **self._rounds_changed()}
+                message = op(round_id, *confirm)
+            return {self.round_result: message, **self._rounds_changed(),
+                    **({self.confirm_gate: False} if confirm else {})}  # a confirmation is for one promotion
         on_round_op.__name__, on_round_op.__qualname__ = f"on_{op.__name__}", f"TrainTab.on_{op.__name__}"
         return on_round_op
 
@@ -276,8 +281,10 @@ class TrainTab:
         self.service.resume_training(int(round_id or 0))
         return f"Round {int(round_id or 0)} resumes from its last checkpoint; watch it above."
 
-    def make_generator(self, round_id: float | None) -> str:
-        return self.service.make_generator(int(round_id or 0))
+    def make_generator(self, round_id: float | None, confirm: bool = False) -> str:
+        """Through the promotion gate: shows the verdict and checks, refuses a worse or degenerate round unless
+        confirmed (the confirmation and the admin are recorded)."""
+        return self.service.make_generator(int(round_id or 0), confirm=bool(confirm), admin=current_user())
 
     def rollback(self, round_id: float | None) -> str:
         return self.service.rollback()
