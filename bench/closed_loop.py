@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/closed_loop.py --pairs 300 --rounds 2
 
-Prints, per round, the simulated annotator's label counts, the training time, the aligned model's win rate
-against the base (wins among decided comparisons, with a 95% Wilson interval) and the total wall time.
+Prints, per round, the simulated annotator's label counts, the training time, the round's verdict against the base
+judged blind through the same code path as the Evaluate tab and `prefapp eval` (wins among decided comparisons
+with a 95% Wilson interval, the length-controlled win rate, the verdict in words), the automatic post-round checks,
+what the promotion gate said, and the total wall time.
 """
 
 from __future__ import annotations

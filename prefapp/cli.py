@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from prefapp.config import (LOOP_TRAIN_CONFIG, AppConfig, ConfigError, LabelingConfig, TrainConfig,
+from prefapp.config import (DEMO_MODEL_DIR, LOOP_TRAIN_CONFIG, AppConfig, ConfigError, LabelingConfig, TrainConfig,
                             read_guidelines)
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def _format_names() -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Judge two policies blind on the eval prompts; print the verdict (and the leaderboard) as text or JSON."""
-    report, seconds = evaluation_run(_app_config(args), args.a, args.b, args.judge, args.prompts, args.seed,
+    report, seconds = evaluation_run(_app_config(args), args.a, args.b, args.judge, args.n_prompts, args.seed,
                                      model_given=bool(args.model))
     if args.json:
         print(json.dumps({**report.to_dict(), "judge": args.judge, "seconds": round(seconds, 1)}))
@@ -327,7 +327,7 @@ def evaluation_run(config: AppConfig, a: str, b: str | None, judge: str, n: int,
         config.model = newest.base_model  # judge the rounds with the model they were trained on
     service = PrefService.open(config, seed=seed)
     try:
-        if service.policy.choice.label != "prefapp-demo":
+        if Path(service.policy.choice.source).resolve() != DEMO_MODEL_DIR.resolve():
             log.warning("the simulated annotator judges the demo task only: on %s its verdict means little",
                         service.policy.choice.label)
         report = simulate_judging(service.evaluation, a, b, n, service.sampling, simulated_annotator, bootstrap=500)
@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b", help="the candidate policy, e.g. round-2 (default: the newest finished round)")
     p.add_argument("--judge", choices=("simulated", "human"), default="human",
                    help="simulated: the demo task's simulated annotator votes now; human: the eval votes in the store")
-    p.add_argument("--prompts", type=int, default=300, help="comparisons the simulated judge makes")
+    p.add_argument("--prompts", type=int, default=300, dest="n_prompts",
+                   help="comparisons the simulated judge makes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)

@@ -4,6 +4,7 @@ vote, the verdict and the leaderboard."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 
 import pytest
@@ -40,6 +41,11 @@ def eval_service(app_config: AppConfig, demo_choice):
     config = replace(app_config, evaluation=EvalConfig(queue_target=4, queue_batch=2, check_prompts=0))
     untrained_round(config, demo_choice.source)
     service = PrefService.open(config, choice=demo_choice, seed=0)  # the demo's held-out set becomes the eval set
+    service.evaluation.queue.configure(service.eval_comparison(), service.sampling)  # warm, as a served app would be
+    service.evaluation.queue.start()
+    deadline = time.monotonic() + 300
+    while service.evaluation.queue.ready() < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     yield service
     service.close()
 

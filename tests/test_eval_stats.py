@@ -99,7 +99,8 @@ def test_verdict_in_words():
     assert verdict(WinRate(30, 70, 0)).key == "worse"
     assert verdict(WinRate(5200, 4800, 0)).key == "even"
     undecided = verdict(WinRate(13, 7, 20))  # 65% of 20 decided; half the votes are ties
-    assert undecided.key == "undecided" and undecided.words == f"not decided yet: about {undecided.votes_needed} more votes needed"
+    assert undecided.key == "undecided"
+    assert undecided.words == f"not decided yet: about {undecided.votes_needed} more votes needed"
     # Adding about that many votes at the same rate and tie share decides it, and not many fewer would.
     more = undecided.votes_needed
     decided = WinRate(13 + round(more * 0.5 * 0.65), 7 + round(more * 0.5 * 0.35), 20 + round(more * 0.5))

@@ -113,3 +113,25 @@ def test_gate_refuses_worse_or_degenerate_and_can_require_working(store):
     assert not decide("round-1", "base", undecided.verdict, degenerate, False).allowed
     assert decide("round-1", "base", undecided.verdict, healthy, False).allowed
     assert not decide("round-1", "base", undecided.verdict, healthy, require_working=True).allowed
+
+
+def test_prefapp_eval_human_prints_the_json_contract(tmp_path, capsys):
+    from prefapp.cli import main
+
+    with Store(tmp_path / "prefapp.duckdb") as store:
+        store.add_eval_prompts(["q"], source="test")
+        for i in range(30):  # round-2 wins 24 of 30 decided, plus 5 ties and a simulated vote that must not count
+            _vote(store, "x", "y", ("round-2", "base"), "A" if i < 24 else "B", annotator=f"h{i}")
+        for i in range(5):
+            _vote(store, "x", "y", ("base", "round-2"), "tie", annotator=f"t{i}")
+        _vote(store, "x", "y", ("base", "round-2"), "A", annotator="simulated", judge="simulated")
+    assert main(["eval", "--data-dir", str(tmp_path), "--a", "base", "--b", "round-2", "--judge", "human",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["a"], out["b"], out["wins"], out["losses"], out["ties"]) == ("base", "round-2", 24, 6, 5)
+    assert out["win_rate"] == 0.8 and out["ci_low"] > 0.5 and out["verdict"] == "working"
+    assert 0 < out["lc_win_rate"] < 1
+    assert [r["policy"] for r in out["leaderboard"]] == ["round-2", "base"]
+    assert out["leaderboard"][0]["ci_low"] > 0 and set(out["leaderboard"][0]) >= {"policy", "strength", "ci_low",
+                                                                                 "ci_high"}
+    assert main(["eval", "--data-dir", str(tmp_path / "empty"), "--judge", "human"]) == 2  # no round: says so

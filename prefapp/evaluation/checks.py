@@ -145,6 +145,9 @@ def log_ratio(policy: Policy, prompts: list[list[dict]], replies: list[str], ada
     for text, reply in zip(texts, replies):
         prompt_ids = policy.tokenizer(text, add_special_tokens=False)["input_ids"]
         reply_ids = _reply_ids(policy, reply)[: sampling.max_new_tokens]
+        if len(reply_ids) < sampling.max_new_tokens - 1 and policy.tokenizer.eos_token_id is not None:
+            reply_ids.append(policy.tokenizer.eos_token_id)  # stopping is part of the answer: a round that stops
+            #                                                    where the base rambles on differs right there
         sequences.append((prompt_ids, reply_ids))
     total = tokens = 0.0
     answers = []

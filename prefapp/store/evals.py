@@ -85,9 +85,9 @@ def _eval_pair(row: tuple) -> EvalPair:
 
 
 def _eval_vote(row: tuple) -> EvalVote:
-    id_, pair_id, annotator, judge, choice, prompt_id, prompt, pa, pb, ra, rb, swapped, model_id, sampling, shown, at = row
-    return EvalVote(id_, pair_id, annotator, judge, choice, prompt_id, json.loads(prompt), pa, pb, ra, rb, swapped,
-                    model_id, json.loads(sampling), _utc(shown), _utc(at))
+    *head, prompt, pa, pb, ra, rb, swapped, model_id, sampling, shown, at = row
+    return EvalVote(*head, json.loads(prompt), pa, pb, ra, rb, swapped, model_id, json.loads(sampling), _utc(shown),
+                    _utc(at))
 
 
 def prompt_hash(messages: list[dict]) -> str:

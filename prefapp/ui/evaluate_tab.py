@@ -71,7 +71,8 @@ def leaderboard_svg(rows: list[Strength], width: int = 560, row_h: int = 26) -> 
              'stroke-dasharray="3,3"/>']
     for i, r in enumerate(rows):
         y = row_h * i + row_h / 2
-        parts += [f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{html.escape(r.policy)}</text>',
+        label = html.escape(r.policy)
+        parts += [f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" font-size="12">{label}</text>',
                   f'<line x1="{x(r.ci_low):.1f}" y1="{y:.1f}" x2="{x(r.ci_high):.1f}" y2="{y:.1f}" stroke="#4f46e5" '
                   'stroke-width="3"/>',
                   f'<circle cx="{x(r.strength):.1f}" cy="{y:.1f}" r="5" fill="#4f46e5"/>']
@@ -164,17 +165,21 @@ class EvaluateTab:
         if not pair_id:
             raise gr.Error("No comparison is on screen yet: enter your name first.")
         with user_errors():
-            outcome = self.service.eval_vote(pair_id, choice, annotator)
-            update = self._pair(annotator)
-        verdict = verdict_markdown(outcome.report) if outcome.report else update[self.verdict]
-        return {**update, self.revealed: outcome.message, self.verdict: verdict}
+            outcome = self.service.eval_vote(pair_id, choice, annotator)  # its verdict: no bootstrap, fast
+            update = self._pair(annotator, with_verdict=outcome.report is None)
+        if outcome.report is not None:
+            update[self.verdict] = verdict_markdown(outcome.report)
+        return {**update, self.revealed: outcome.message}
 
-    def _pair(self, annotator: str) -> dict:
+    def _pair(self, annotator: str, with_verdict: bool = True) -> dict:
         pair = self.service.eval_next(annotator)
-        report = self.service.eval_report(judge=None)
-        return {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
-                self.response_b: pair.response_b, self.verdict: verdict_markdown(report),
-                self.comparison: f"{pair.comparison} (who is A and who is B is hidden until you vote)"}
+        update = {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
+                  self.response_b: pair.response_b,
+                  self.comparison: f"{pair.comparison} (who is A and who is B is hidden until you vote)"}
+        if with_verdict:
+            a, b = self.service.eval_comparison()
+            update[self.verdict] = verdict_markdown(self.service.evaluation.report(a, b, bootstrap=0))
+        return update
 
     def on_board(self) -> Update:
         policies = self.service.evaluation.policies()

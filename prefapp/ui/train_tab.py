@@ -232,13 +232,13 @@ class TrainTab:
 
     def on_load(self) -> Update:
         return {self.timer: gr.Timer(active=self.service.training_running()),
-                self.rounds_table: rounds_frame(self.service.rounds())}
+                self.rounds_table: self._rounds_frame()}
 
     def on_start(self, *values: Any) -> Update:
         *knobs, sources, share = values
         message = start_message(self.service, *knobs, options=data_options(sources, share))
         return {self.message: message, self.timer: gr.Timer(active=True),
-                self.rounds_table: rounds_frame(self.service.rounds(), self.service.round_evaluations())}
+                self.rounds_table: self._rounds_frame()}
 
     def on_cancel(self) -> str:
         if self.service.cancel_training():
@@ -261,8 +261,12 @@ class TrainTab:
             report = self.service.preflight(knobs_config(self.service, *knobs), options=data_options(sources, share))
         return {self.preflight_report: report_markdown(report), self.preflight_preview: report.preview}
 
+    def _rounds_frame(self) -> pd.DataFrame:
+        """The rounds table with each finished round's verdict and automatic checks."""
+        return rounds_frame(self.service.rounds(), self.service.round_evaluations())
+
     def _rounds_changed(self) -> Update:
-        return {self.rounds_table: rounds_frame(self.service.rounds(), self.service.round_evaluations()), self.chat.aligned_pick: aligned_dropdown(
+        return {self.rounds_table: self._rounds_frame(), self.chat.aligned_pick: aligned_dropdown(
             self.service), self.header.model_info: model_text(self.service.model_info())}
 
     def _round_op(self, op: Callable[..., str]) -> Callable[..., Update]:
