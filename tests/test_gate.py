@@ -30,7 +30,7 @@ def test_gate_refuses_a_degenerate_round_until_confirmed(tmp_path, demo_choice):
         assert checks.round.mean_tokens > checks.base.mean_tokens  # it rambles on where the base stops
         print(checks.summary())
 
-        with pytest.raises(ConfigError, match="flagged as degenerate") as refused:
+        with pytest.raises(ConfigError, match="flagged it as degenerate") as refused:
             service.make_generator(round_id)
         assert "Confirm explicitly" in str(refused.value) and "halve the learning rate" in str(refused.value)
         assert service.generator is None and service.store.promotions() == []
