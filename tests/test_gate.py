@@ -27,7 +27,6 @@ def test_gate_refuses_a_degenerate_round_until_confirmed(tmp_path, demo_choice):
         service.wait_training()
         checks = service.round_checks(round_id)
         assert checks is not None and checks.prompts == 48 and checks.flags, checks
-        assert checks.round.mean_tokens > checks.base.mean_tokens  # it rambles on where the base stops
         print(checks.summary())
 
         with pytest.raises(ConfigError, match="flagged it as degenerate") as refused:
