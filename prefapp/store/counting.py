@@ -80,7 +80,9 @@ _ISO = ("replace(strftime(timezone('UTC', v.created_at), '%Y-%m-%dT%H:%M:%S.%f+0
 _WINNER = "CASE v.choice WHEN 'A' THEN v.response_a ELSE v.response_b END"
 _LOSER = "CASE v.choice WHEN 'A' THEN v.response_b ELSE v.response_a END"
 
-def _rows_sql(disagreement: str) -> str:
+def _rows_sql(disagreement: str, limited: bool = False) -> str:
+    # A preview sorts and cuts the narrow rows first: only those few are joined to their wide columns.
+    source = "(SELECT * FROM resolved ORDER BY pair_seq, seq, part LIMIT $limit)" if limited else "resolved"
     return f"""WITH {_chosen(disagreement)}
 SELECT from_json(v.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS prompt,
        [{{'role': 'assistant', 'content': CASE WHEN v.choice = 'both_bad' THEN r.written
@@ -89,7 +91,7 @@ SELECT from_json(v.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS p
                                               WHEN r.part = 0 THEN v.response_a ELSE v.response_b END}}] AS rejected,
        r.pair_id, v.annotator, v.model_id, coalesce(v.adapter_id, '') AS adapter_id,
        r.written IS NOT NULL AS human_written, {_ISO} AS voted_at
-FROM resolved r JOIN votes v ON v.id = r.id ORDER BY r.pair_seq, r.seq, r.part"""
+FROM {source} r JOIN votes v ON v.id = r.id ORDER BY r.pair_seq, r.seq, r.part"""
 
 
 def _counts_sql(disagreement: str) -> str:
@@ -181,7 +183,7 @@ class CountingStore:
     def preference_rows(self, disagreement: str, both_bad: str, written: str, limit: int | None = None) -> pa.Table:
         """The resolved preference rows (prompt/chosen/rejected + provenance) as Arrow, oldest pair first."""
         params = {"both_bad": both_bad, "written": written}
-        sql = _rows_sql(disagreement) + (" LIMIT $limit" if limit is not None else "")
+        sql = _rows_sql(disagreement, limited=limit is not None)
         if limit is not None:
             params["limit"] = int(limit)
         with self._cur().cursor() as cur:  # a fresh cursor: a relation's Arrow output skips the DB-API result's copy
