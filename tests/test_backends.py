@@ -196,6 +196,7 @@ def test_a_chat_sent_to_labelling_becomes_the_next_pair(service: PrefService):
         box.fill("And 3 + 4?")
         page.get_by_role("button", name="Label this chat").click()
         expect(page.get_by_text("Sent to labelling (3 turns)").first).to_be_visible()
-    pair = service.next_pair("ann")
-    assert pair.prompt.startswith("user: What is 2 + 2?\n\nassistant: ") and pair.prompt.endswith("user: And 3 + 4?")
-    assert [m["role"] for m in pair.messages] == ["user", "assistant", "user"]
+    ready = service.labeling.queue.take()  # the next pair served (taken here without starting the queue's thread)
+    assert [m["role"] for m in ready.prompt.messages] == ["user", "assistant", "user"]
+    assert ready.prompt.messages[0]["content"] == "What is 2 + 2?" and ready.prompt.messages[-1]["content"] == "And 3 + 4?"
+    assert ready.first and ready.second
