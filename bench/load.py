@@ -5,10 +5,12 @@
 The app runs as a subprocess (open mode; `--auth` gives every annotator an account and signs each in). Each
 annotator is one asyncio task over one shared httpx connection pool, calling gradio's queue API exactly as any
 HTTP client would: POST /gradio_api/call/<endpoint> returns an event id, GET /gradio_api/call/<endpoint>/<id>
-streams the result. Per annotator count: phase 1 fetches `--votes` pairs per annotator (/next_pair; the model
-generates, so this measures generation, reported for scale); phase 2 votes on them, every annotator voting as fast
+streams the result. Per annotator count: phase 1 fetches `--fetch` pairs per annotator (/next_pair; the model
+generates, so this measures generation, reported for scale); phase 2 votes on those and on `--votes` pairs per
+annotator written into the DuckDB file before the app started (so generation speed does not cap the votes), every annotator voting as fast
 as the app answers, one request outstanding each (a closed loop), and every 10th vote sent twice at once (a double
-click). Reported: votes/s sustained over phase 2 and the p50/p95/max of one vote's round trip. Afterwards the app is
+click). Reported: votes/s sustained over phase 2, the p50/p95/max of one vote's round trip, and the CPU time the
+app process and the clients spent per vote (what the votes cost, whatever else the machine runs). Afterwards the app is
 stopped (SIGTERM: a clean stop) and DuckDB is read directly: every vote the app answered "Recorded" must be there
 exactly once, and no other. Exit status 1 when that check fails.
 """
@@ -117,7 +119,8 @@ class Annotator:
     errors: int = 0
 
     async def fetch(self, n: int) -> None:
-        while len(self.pairs) < n:
+        fetched = 0
+        while fetched < n:
             t = time.perf_counter()
             try:
                 pair_id, *_ = await call(self.http, "next_pair", self.name)
@@ -126,6 +129,7 @@ class Annotator:
                 continue
             self.fetch_s.append(time.perf_counter() - t)
             self.pairs.append(pair_id)
+            fetched += 1
 
     async def vote_all(self) -> None:
         for i, pair_id in enumerate(self.pairs):
@@ -147,22 +151,52 @@ async def sign_in(http: httpx.AsyncClient, name: str) -> None:
     answer.raise_for_status()
 
 
-async def run_level(url: str, n: int, votes: int, auth: bool, offset: int) -> dict:
-    names = [f"annotator{offset + i:03d}" for i in range(n)]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (the server's own cost, whatever the load)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def make_pairs(db: Path, names: list[str], votes: int) -> dict[str, list[str]]:
+    """`votes` pairs per annotator written straight into the store before the app starts, so the vote phase measures
+    the server and not the model's generation speed (phase 1 measures that)."""
+    with Store(db) as store:
+        store.add_prompts([f"Load prompt {i}: what is {i} + 1?" for i in range(len(names) * votes)], source="bench")
+        prompts = store.least_served_prompts(len(names) * votes)
+        made: dict[str, list[str]] = {name: [] for name in names}
+        for i, prompt in enumerate(prompts):
+            name = names[i % len(names)]
+            pair = store.add_pair(prompt, f"{i} + 1 = {i + 1}.", f"{i + 1}, obviously.", swapped=bool(i % 2),
+                                  model_id="prefapp-demo", adapter_id=None, sampling={}, served_to=name)
+            made[name].append(pair.id)
+    return made
+
+
+async def run_level(url: str, names: list[str], pairs: dict[str, list[str]], fetch: int, auth: bool,
+                    server_pid: int) -> dict:
+    n = len(names)
     limits = httpx.Limits(max_connections=2 * n + 10, max_keepalive_connections=2 * n + 10)
     clients = [httpx.AsyncClient(base_url=url, timeout=120, limits=limits) for _ in range(n)] if auth else None
     shared = None if auth else httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
     try:
-        annotators = [Annotator(name, clients[i] if auth else shared) for i, name in enumerate(names)]
+        annotators = [Annotator(name, clients[i] if auth else shared, list(pairs[name]))
+                      for i, name in enumerate(names)]
         if auth:  # cookies per annotator; sign-ins are slow on purpose and not what is measured
             for a in annotators:
                 await sign_in(a.http, a.name)
         t0 = time.perf_counter()
-        await asyncio.gather(*(a.fetch(votes) for a in annotators))
+        await asyncio.gather(*(a.fetch(fetch) for a in annotators))
         fetch_wall = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        await asyncio.sleep(5)  # the pair queue refills after the fetches: let it, then measure the app at rest
+        idle0 = cpu_seconds(server_pid)
+        await asyncio.sleep(3)
+        idle_cpu_per_s = (cpu_seconds(server_pid) - idle0) / 3
+        t0, server0, clients0 = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
         await asyncio.gather(*(a.vote_all() for a in annotators))
         vote_wall = time.perf_counter() - t0
+        server_cpu, client_cpu = cpu_seconds(server_pid) - server0, time.process_time() - clients0
     finally:
         for c in clients or [shared]:
             await c.aclose()
@@ -173,6 +207,8 @@ async def run_level(url: str, n: int, votes: int, auth: bool, offset: int) -> di
             "max_ms": max(vote_s) * 1e3, "fetch_per_s": len(fetch_s) / fetch_wall,
             "fetch_p50_ms": statistics.median(fetch_s) * 1e3, "fetch_p95_ms": percentile(fetch_s, 0.95) * 1e3,
             "errors": sum(a.errors for a in annotators),
+            "server_cpu_ms": (server_cpu - idle_cpu_per_s * vote_wall) / max(1, len(vote_s)) * 1e3,
+            "idle_cpu_pct": idle_cpu_per_s * 100, "client_cpu_ms": client_cpu / max(1, len(vote_s)) * 1e3,
             "confirmed": {(p, a.name) for a in annotators for p, k in a.recorded.items() if k == 1},
             "twice": sum(k > 1 for a in annotators for k in a.recorded.values()),
             "unconfirmed": sum(k == 0 for a in annotators for k in a.recorded.values())}
@@ -182,26 +218,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--votes", type=int, default=20, help="votes per annotator at each level")
+    parser.add_argument("--fetch", type=int, default=2, help="pairs each annotator fetches first (the model writes)")
     parser.add_argument("--auth", action="store_true", help="accounts on: each annotator signs in")
     parser.add_argument("--server-cpus", help="pin the app to these CPUs (taskset list, e.g. 0); clients elsewhere")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prefapp-load-") as tmp:
         workdir = Path(tmp)
+        levels, offset = [], 0
+        for n in args.annotators:  # new annotators at each level
+            levels.append([f"annotator{offset + i:03d}" for i in range(n)])
+            offset += n
         users_file = None
         if args.auth:
             users_file = workdir / "users.toml"
-            offset = 0
-            for n in args.annotators:
-                for i in range(n):
-                    add_user(users_file, f"annotator{offset + i:03d}", "annotator", PASSWORD)
-                offset += n
+            for name in (name for names in levels for name in names):
+                add_user(users_file, name, "annotator", PASSWORD)
+        pairs = make_pairs(workdir / "data" / "prefapp.duckdb", [n for names in levels for n in names], args.votes)
         proc, url = start_app(workdir, users_file, args.server_cpus)
         results = []
         try:
-            offset = 0
-            for n in args.annotators:
-                results.append(asyncio.run(run_level(url, n, args.votes, args.auth, offset)))
-                offset += n
+            for names in levels:
+                results.append(asyncio.run(run_level(url, names, pairs, args.fetch, args.auth, proc.pid)))
         finally:
             stop_app(proc)
         with Store(workdir / "data" / "prefapp.duckdb") as store:
@@ -212,13 +249,15 @@ def main() -> int:
                     and not any(r["twice"] or r["unconfirmed"] for r in results))
     print(f"load: demo model, auth {'on' if args.auth else 'off'}, {os.cpu_count()} CPU cores"
           + (f", app pinned to CPUs {args.server_cpus}" if args.server_cpus else "")
-          + f", load average before {os.getloadavg()[0]:.1f}; clients: asyncio + httpx over /gradio_api/call")
+          + f", load average after {os.getloadavg()[0]:.1f}; clients: asyncio + httpx over /gradio_api/call; app at "
+          f"rest: {', '.join(format(r['idle_cpu_pct'], '.0f') + '%' for r in results)} of a core (subtracted from its "
+          "CPU/vote)")
     print(f"{'annotators':>10}{'votes':>7}{'votes/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
-          f"{'pairs/s':>9}{'pair p50':>9}{'pair p95':>9}{'errors':>7}")
+          f"{'pairs/s':>9}{'pair p50':>9}{'pair p95':>9}{'errors':>7}{'app CPU ms/vote':>16}{'client CPU ms/vote':>19}")
     for r in results:
         print(f"{r['annotators']:>10}{r['votes']:>7}{r['votes_per_s']:>9.1f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
               f"{r['max_ms']:>8.0f}{r['fetch_per_s']:>9.1f}{r['fetch_p50_ms']:>9.0f}{r['fetch_p95_ms']:>9.0f}"
-              f"{r['errors']:>7}")
+              f"{r['errors']:>7}{r['server_cpu_ms']:>16.1f}{r['client_cpu_ms']:>19.1f}")
     print(f"votes confirmed {len(confirmed)}; in DuckDB {len(stored)} rows, {len(set(stored))} distinct; recorded "
           f"twice: {sum(r['twice'] for r in results)}; exactly once: {'PASS' if exactly_once else 'FAIL'}")
     return 0 if exactly_once else 1
