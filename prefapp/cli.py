@@ -78,6 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config.generator = args.generator or config.generator
     config.generator_url = args.generator_url or config.generator_url
     config.generator_model = args.generator_model or config.generator_model
+    picked = {"selection": args.selection, "coverage_share": args.coverage_share}  # prefapp.labeling.active
+    config.labeling = replace(config.labeling, **{k: v for k, v in picked.items() if v is not None})
+    config.labeling.validate()
     check_bind(config.host, access_from_env(config.users_file) is not None, config.allow_public)  # before imports
 
     from prefapp.ui.app import launch  # gradio and torch: seconds to import
@@ -369,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "transformers serve); key from env PREFAPP_GENERATOR_API_KEY (env PREFAPP_GENERATOR_URL)")
     p.add_argument("--generator-model", help="the engine's model name (default: the one it serves; "
                    "env PREFAPP_GENERATOR_MODEL)")
+    p.add_argument("--selection", choices=("coverage", "active"),
+                   help="which pairs to serve: least-labelled prompts (default) or those the last round is least sure of")
+    p.add_argument("--coverage-share", type=float, help="with --selection active: share still chosen by coverage (0.3)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("merge", help="fold a finished round's adapter into the base: a standalone model to serve")

@@ -17,6 +17,7 @@ DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling p
 DEMO_EVAL_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo_heldout.jsonl"  # the demo task's held-out eval set
 DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
 CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
+SELECTION_MODES = ("coverage", "active")  # how the pair queue picks what to serve (prefapp.labeling.active)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class LabelingConfig:
     overlap: int = 1  # annotators per pair; 2+ lets the Quality view measure agreement (costs labels)
     probe_rate: float = 0.0  # share of serves that repeat an already-voted pair with sides swapped (consistency)
     guidelines: str = DEFAULT_GUIDELINES  # Markdown shown beside the task
+    identical_resamples: int = 2  # same-response pairs are drawn again this often before the temperature is raised
+    near_identical: float = 0.0  # similarity (0..1) at which two responses count as the same; 0: only equal ones
+    selection: str = "coverage"  # "coverage": least-labelled prompts; "active": pairs the last round is unsure of
+    coverage_share: float = 0.3  # in active mode, share of pairs still chosen by coverage so no prompt is starved
+    active_pool: int = 2  # in active mode, candidate pairs generated per pair kept (the rest are not served)
 
     def validate(self) -> None:
         if self.queue_target != 0 and not 1 <= self.queue_batch <= self.queue_target <= 1024:
@@ -58,6 +64,16 @@ class LabelingConfig:
             raise ConfigError(f"overlap={self.overlap} must be in 1..20: 1 (no overlap) or 2-3 to measure agreement")
         if not 0.0 <= self.probe_rate <= 0.5:
             raise ConfigError(f"probe_rate={self.probe_rate} must be in [0, 0.5], e.g. 0.05")
+        if not 0 <= self.identical_resamples <= 10:
+            raise ConfigError(f"identical_resamples={self.identical_resamples} must be in 0..10, e.g. 2")
+        if not 0.0 <= self.near_identical <= 1.0:
+            raise ConfigError(f"near_identical={self.near_identical} must be in [0, 1]: 0 (off) or e.g. 0.95")
+        if self.selection not in SELECTION_MODES:
+            raise ConfigError(f"selection={self.selection!r} is unknown: use one of {', '.join(SELECTION_MODES)}")
+        if not 0.0 <= self.coverage_share <= 1.0:
+            raise ConfigError(f"coverage_share={self.coverage_share} must be in [0, 1], e.g. 0.3")
+        if not 1 <= self.active_pool <= 8:
+            raise ConfigError(f"active_pool={self.active_pool} must be in 1..8, e.g. 2 candidates per pair kept")
 
 
 def read_guidelines(path: str | Path) -> str:

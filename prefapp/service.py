@@ -24,6 +24,7 @@ from prefapp.evaluation.heldout import add_labelling_prompts
 from prefapp.evaluation.intents import EvalIntents
 from prefapp.evaluation.judge import Evaluation
 from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
+from prefapp.labeling.active import scorer_for
 from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
 from prefapp.preferences import pair_import
@@ -268,8 +269,30 @@ class PrefService(EvalIntents):
 
     def next_pair(self, annotator: str) -> PairView:
         """The next pair for `annotator` (least-labelled prompt, random sides), from the ready queue when it can."""
+        scorer = self.labeling.selection.scorer
+        if (scorer.adapter if scorer else None) != self.aligned:
+            self.labeling.set_selection(scorer=scorer_for(self.store, self.aligned))  # a new round scores pairs
         served = self.labeling.serve(_annotator(annotator), self.generator, self.sampling)
         return _view(served.pair, served.source)
+
+    def set_selection(self, mode: str, coverage_share: float | None = None) -> str:
+        """Pick pairs by coverage (least-labelled prompt) or actively (smallest margin under the latest round)."""
+        selection = self.labeling.set_selection(mode, coverage_share, scorer_for(self.store, self.aligned))
+        if selection.mode == "coverage":
+            return "Pairs are chosen by coverage: least-labelled prompts first."
+        by = f"round {selection.scorer.round_id}" if selection.scorer else "the next round (none yet: coverage)"
+        return (f"Active selection: {1 - selection.coverage_share:.0%} of pairs are the ones {by} is least sure "
+                f"of, {selection.coverage_share:.0%} by coverage.")
+
+    def rate_reply(self, messages: list[dict], reply: str, good: bool, annotator: str, which: str = "base") -> str:
+        """Thumbs up (good=True) or down on a chat reply of the base or the aligned model, stored as feedback."""
+        if which not in ("base", "aligned") or (which == "aligned" and self.aligned is None):
+            raise ConfigError(f"cannot rate the {which!r} reply: rate 'base', or 'aligned' once a round exists")
+        adapter = None if which == "base" else self.aligned
+        provenance = {"model_id": self.policy.choice.label, "adapter_id": adapter, "side": which,
+                      "sampling": self.sampling.to_dict()}
+        self.store.rate_completion(messages, reply, bool(good), _annotator(annotator), provenance)
+        return f"Thanks: {'thumbs up' if good else 'thumbs down'} on the {which} reply is stored."
 
     def undo(self, annotator: str) -> PairView | None:
         """Take back the annotator's last vote and show that pair again; None when there is nothing to undo."""

@@ -82,3 +82,28 @@ def test_both_bad_and_written_responses_come_from_votes_and_leave_with_undo(stor
     store.undo_last_vote("alice")  # the both-bad vote: its completions go with it
     assert store.completions_from_votes() == []
     assert len(store.labelled_completions()) == 1
+
+
+def test_chat_thumbs_through_the_service_are_stored_with_provenance(service):
+    history = [{"role": "user", "content": "What is 2 + 2?"}]
+    base, aligned = service.chat([], [], "What is 2 + 2?")
+    assert aligned is None  # no round yet: only the base reply can be rated
+    assert "thumbs down" in service.rate_reply(history, base, False, "alice", "base")
+    with pytest.raises(ValueError, match="once a round exists"):
+        service.rate_reply(history, base, True, "alice", "aligned")
+    (rated,) = service.store.stored_completions("chat")
+    assert (rated.prompt, rated.completion, rated.label, rated.annotator) == (history, base, False, "alice")
+    assert rated.provenance["side"] == "base" and rated.provenance["adapter_id"] is None
+    assert rated.provenance["model_id"] == service.policy.choice.label
+
+
+def test_selection_setting_is_validated_and_said_in_words(service):
+    assert "coverage" in service.set_selection("coverage")
+    message = service.set_selection("active", 0.4)
+    assert "none yet" in message and "40%" in message
+    assert service.labeling.selection.mode == "active" and service.labeling.selection.coverage_share == 0.4
+    with pytest.raises(ValueError, match="coverage_share"):
+        service.set_selection("active", 1.5)
+    with pytest.raises(ValueError, match="selection='greedy'"):
+        service.set_selection("greedy")
+    assert service.labeling.selection.mode == "active"  # a refused setting changes nothing

@@ -32,7 +32,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_votes", "004_create_rounds",
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
                        "030_store_sessions", "040_create_imported_pairs", "060_pair_backends", "020_eval_prompts",
-                       "021_eval_pairs_and_votes", "022_round_checks_and_promotions", "010_vote_tallies"]
+                       "021_eval_pairs_and_votes", "022_round_checks_and_promotions", "010_vote_tallies",
+                       "051_pair_origin"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
@@ -74,6 +75,10 @@ EXPECTED_COLUMNS = {
     "round_checks": [("round_id", "INTEGER"), ("checks", "JSON"), ("created_at", TSTZ)],
     "promotions": [("id", "BIGINT"), ("round_id", "INTEGER"), ("admin", "VARCHAR"), ("verdict", "VARCHAR"),
                    ("flags", "JSON"), ("confirmed", "BOOLEAN"), ("created_at", TSTZ)],
+    "pair_origin": [("pair_id", "VARCHAR"), ("selection", "VARCHAR"), ("margin", "DOUBLE"), ("margin_round", "INTEGER"),
+                    ("identical_draws", "INTEGER"), ("second_temperature", "DOUBLE")],
+    "identical_dropped": [("prompt_id", "BIGINT"), ("adapter_id", "VARCHAR"), ("draws", "INTEGER"),
+                          ("created_at", TSTZ)],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 

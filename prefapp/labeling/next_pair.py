@@ -15,9 +15,11 @@ import logging
 import random
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prefapp.labeling.backends import Generator, LocalGenerator
+from prefapp.labeling.active import Scorer, Selection
+from prefapp.labeling.distinct import TEMPERATURE_STEPS, sample_pairs
 from prefapp.config import ConfigError, LabelingConfig, SamplingConfig
 from prefapp.models import Policy
 from prefapp.labeling.pair_queue import PairQueue, QueueStatus, ReadyPair
@@ -25,6 +27,7 @@ from prefapp.store import Pair, Prompt, Store
 
 log = logging.getLogger(__name__)
 
+GENERATE_TRIES = 3  # prompts tried when the queue is empty and the model keeps writing one answer
 EMPTY_QUEUE_WAIT_S = 60.0  # an empty queue mid-batch: wait for that batch rather than queue a 2nd generate
 
 
@@ -52,7 +55,9 @@ class Labeling:
         self.policy, self.store, self.config = policy, store, config
         self.generator: Generator = generator or LocalGenerator(policy)  # in-process, or an engine over HTTP
         self.queue = PairQueue(policy, store, sampling, target=config.queue_target, batch_size=config.queue_batch,
-                               seed=seed, generator=self.generator)
+                               seed=seed, generator=self.generator, resamples=config.identical_resamples,
+                               near=config.near_identical)
+        self.queue.set_selection(Selection(config.selection, config.coverage_share, config.active_pool))
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.served: Counter[str] = Counter()  # pairs served by source since start: how often the queue kept up
@@ -63,6 +68,23 @@ class Labeling:
     def configure(self, adapter: str | None, sampling: SamplingConfig) -> int:
         """New generator or sampling: the queued pairs of the old one are discarded; returns how many."""
         return self.queue.configure(adapter, sampling)
+
+    def set_selection(self, mode: str | None = None, coverage_share: float | None = None,
+                      scorer: Scorer | None | str = "keep") -> Selection:
+        """Change coverage/active selection, its coverage share, or the round that scores pairs ("keep": as is)."""
+        old = self.queue.selection
+        config = replace(self.config, selection=mode or old.mode,
+                         coverage_share=old.coverage_share if coverage_share is None else coverage_share)
+        config.validate()
+        self.config = config
+        selection = Selection(config.selection, config.coverage_share, config.active_pool,
+                              old.scorer if scorer == "keep" else scorer)
+        self.queue.set_selection(selection)
+        return selection
+
+    @property
+    def selection(self) -> Selection:
+        return self.queue.selection
 
     def serve(self, annotator: str, adapter: str | None, sampling: SamplingConfig) -> Served:
         """The next pair for `annotator`, recorded in the store as shown to them now."""
@@ -86,12 +108,21 @@ class Labeling:
         ready = self.queue.take(wait_s=EMPTY_QUEUE_WAIT_S)
         if ready is not None:
             return Served(self._record(ready.prompt, ready.first, ready.second, ready.adapter, ready.sampling,
-                                       annotator), "queue")
-        prompt = self.store.next_prompt(self._fork())
-        if prompt is None:
-            raise ConfigError("there are no prompts yet: add some in the Data tab (or import a file)")
-        first, second = self.generator.sample([prompt.messages], sampling, num_samples=2, adapter=adapter)[0]
-        return Served(self._record(prompt, first, second, adapter, sampling, annotator), "generated")
+                                       annotator, ready.origin), "queue")
+        for _ in range(GENERATE_TRIES):  # a prompt the model answers one way only is given up: try another
+            prompt = self.store.next_prompt(self._fork())
+            if prompt is None:
+                raise ConfigError("there are no prompts yet: add some in the Data tab (or import a file)")
+            (drawn,) = sample_pairs(self.generator, [prompt.messages], sampling, adapter,
+                                    self.config.identical_resamples, self.config.near_identical)
+            if drawn is not None:
+                origin = {"selection": "coverage", "identical_draws": drawn.identical_draws,
+                          "second_temperature": drawn.second_temperature}
+                return Served(self._record(prompt, drawn.first, drawn.second, adapter, sampling, annotator, origin),
+                              "generated")
+            self.store.record_identical_dropped([prompt.id], adapter, 1 + self.config.identical_resamples + len(TEMPERATURE_STEPS))
+        raise ConfigError("the model wrote the same answer twice for every prompt tried: raise the temperature "
+                          "(Sampling settings) or add more varied prompts")
 
     def put_first(self, prompt: Prompt, adapter: str | None, sampling: SamplingConfig) -> None:
         """Generate a pair for `prompt` now and make it the next one served (a chat sent to labelling)."""
@@ -109,12 +140,12 @@ class Labeling:
         return Progress(prompts, labelled, prompts - labelled, short, self.queue.status())
 
     def _record(self, prompt, first: str, second: str, adapter: str | None, sampling: SamplingConfig,
-                annotator: str) -> Pair:
+                annotator: str, origin: dict | None = None) -> Pair:
         swapped = self._chance(0.5)  # sides are random, and the shown order is recorded
         a, b = (second, first) if swapped else (first, second)
         return self.store.add_pair(prompt, a, b, swapped, model_id=self.policy.choice.label, adapter_id=adapter,
                                    sampling=sampling.to_dict(), served_to=annotator,
-                                   backend=(self.generator.backend, self.generator.model))
+                                   backend=(self.generator.backend, self.generator.model), origin=origin)
 
     def _chance(self, p: float) -> bool:
         with self._rng_lock:

@@ -20,10 +20,11 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prefapp.labeling import generation
 from prefapp.labeling.backends import Generator, LocalGenerator
+from prefapp.labeling.active import Mix, Selection, draw_batch
 from prefapp.config import ConfigError, SamplingConfig
 from prefapp.models import Policy
 from prefapp.store import Prompt, Store
@@ -42,6 +43,7 @@ class ReadyPair:
     second: str
     adapter: str | None  # None: the base model
     sampling: SamplingConfig
+    origin: dict = field(default_factory=dict)  # why it was chosen, its margin, identical draws (Store.add_pair)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class PairQueue:
 
     def __init__(self, policy: Policy, store: Store, sampling: SamplingConfig, adapter: str | None = None,
                  target: int = 16, batch_size: int = 8, seed: int | None = None,
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None, resamples: int = 2, near: float = 0.0) -> None:
         if target != 0 and not 1 <= batch_size <= target:  # target 0: a queue that never generates
             raise ConfigError(f"queue batch_size={batch_size} must be in 1..target ({target}), e.g. 8 of 16")
         self.policy, self.store = policy, store
@@ -70,6 +72,8 @@ class PairQueue:
         self.generator: Generator = generator or LocalGenerator(policy)
         self.target, self.batch_size = target, batch_size
         self._adapter, self._sampling = adapter, sampling
+        self.resamples, self.near = resamples, near  # the identical-pair rule (prefapp.labeling.distinct)
+        self._selection, self._mix = Selection(), Mix(0.0)  # coverage until set_selection (prefapp.labeling.active)
         self._version = 0  # bumped on every generator/sampling change: batches of an older version are dropped
         self._ready: deque[ReadyPair] = deque()
         self._cond = threading.Condition()
@@ -122,6 +126,24 @@ class PairQueue:
             self._unusable.clear()
             self._cond.notify_all()
         log.info("pair queue: generator %s, %s; %d queued pair(s) discarded", adapter or "base", sampling, dropped)
+        return dropped
+
+    @property
+    def selection(self) -> Selection:
+        return self._selection
+
+    def set_selection(self, selection: Selection) -> int:
+        """Coverage or active selection (and the round that scores pairs); queued pairs chosen otherwise are
+        dropped. Returns how many."""
+        with self._cond:
+            if selection == self._selection:
+                return 0
+            dropped = len(self._ready)
+            self._selection, self._mix = selection, Mix(selection.coverage_share)
+            self._version += 1
+            self._drop_ready()
+            self._cond.notify_all()
+        log.info("pair queue: selection %s; %d queued pair(s) discarded", selection, dropped)
         return dropped
 
     # --- consuming ---------------------------------------------------------------------------------------
@@ -188,7 +210,8 @@ class PairQueue:
                 if self._stop:
                     return
                 version, adapter, sampling = self._version, self._adapter, self._sampling
-                prompts = self._pick_prompts(sampling)
+                selection, mix = self._selection, self._mix
+                prompts = self._pick_prompts(sampling, self.batch_size * (selection.pool if selection.ranks else 1))
                 self._no_prompts = not prompts
                 if not prompts:
                     self._cond.notify_all()  # a waiting take() must not wait for pairs that cannot come
@@ -196,13 +219,16 @@ class PairQueue:
                     continue
                 self._pending.update(p.id for p in prompts)
                 self._generating = True
-            self._generate(prompts, version, adapter, sampling)
+            self._generate(prompts, version, adapter, sampling, selection, mix)
 
-    def _generate(self, prompts: list[Prompt], version: int, adapter: str | None, sampling: SamplingConfig) -> None:
+    def _generate(self, prompts: list[Prompt], version: int, adapter: str | None, sampling: SamplingConfig,
+                  selection: Selection, mix: Mix) -> None:
         started = time.perf_counter()
         error = None
         try:
-            samples = self.generator.sample([p.messages for p in prompts], sampling, num_samples=2, adapter=adapter)
+            samples, dropped, draws = draw_batch(self.generator, self.policy, prompts, sampling, adapter, selection, mix,
+                                                 self.batch_size, self.resamples, self.near)
+            self.store.record_identical_dropped(dropped, adapter, draws)
         except Exception as exc:  # a removed adapter, out of memory: report it, retry after a pause
             log.exception("pair queue: generating %d pairs failed", len(prompts))
             samples, error = None, f"{type(exc).__name__}: {exc}"
@@ -212,11 +238,11 @@ class PairQueue:
             for p in prompts:
                 self._release(p.id)
             if samples is not None and version == self._version:
-                for prompt, (first, second) in zip(prompts, samples):
-                    self._ready.append(ReadyPair(prompt, first, second, adapter, sampling))
+                for prompt, first, second, origin in samples:
+                    self._ready.append(ReadyPair(prompt, first, second, adapter, sampling, origin))
                     self._pending[prompt.id] += 1
-                self._generated += len(prompts)
-                self._last_s, self._last_pairs, self._error = seconds, len(prompts), None
+                self._generated += len(samples)
+                self._last_s, self._last_pairs, self._error = seconds, len(samples), None
             elif samples is not None:
                 self._discarded += len(prompts)  # the generator changed while this batch ran
             else:
@@ -227,10 +253,10 @@ class PairQueue:
         if samples is not None:
             log.debug("pair queue: %d pairs in %.2f s", len(prompts), seconds)
 
-    def _pick_prompts(self, sampling: SamplingConfig) -> list[Prompt]:
-        """The least-served prompts (queued pairs count as served), skipping those too long for the context."""
+    def _pick_prompts(self, sampling: SamplingConfig, n: int) -> list[Prompt]:
+        """The `n` least-served prompts (queued pairs count as served), skipping those too long for the context."""
         picked: list[Prompt] = []
-        candidates = self.store.least_served_prompts(self.batch_size * 2, dict(self._pending), self._rng,
+        candidates = self.store.least_served_prompts(n * 2, dict(self._pending), self._rng,
                                                      exclude=self._unusable)
         for prompt in candidates:
             try:
@@ -240,7 +266,7 @@ class PairQueue:
                 self._unusable.add(prompt.id)
                 continue
             picked.append(prompt)
-            if len(picked) == self.batch_size:
+            if len(picked) == n:
                 break
         return picked
 

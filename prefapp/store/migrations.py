@@ -253,6 +253,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO vote_tallies SELECT annotator, choice, count(*) FROM votes GROUP BY annotator, choice;
         """,
     ),
+    (
+        "051_pair_origin",  # why each served pair was chosen, and identical pairs that were never served
+        """
+        CREATE TABLE pair_origin (
+            pair_id VARCHAR PRIMARY KEY,     -- pairs.id; probes and overlap repeats have none
+            selection VARCHAR NOT NULL,      -- 'coverage' (least-labelled prompt) or 'active' (small margin)
+            margin DOUBLE,                   -- implicit reward margin of the two responses under margin_round
+            margin_round INTEGER,            -- the round whose adapter scored the pair; NULL: not scored
+            identical_draws INTEGER NOT NULL,  -- same-response pairs drawn and replaced before this one
+            second_temperature DOUBLE        -- the raised temperature of the 2nd sample, when resampling failed
+        );
+        CREATE TABLE identical_dropped (
+            prompt_id BIGINT NOT NULL,       -- the model wrote one answer however often it was asked
+            adapter_id VARCHAR,
+            draws INTEGER NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

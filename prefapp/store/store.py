@@ -34,6 +34,7 @@ from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import CountingStore, tally_vote
 from prefapp.store.imports import ImportStore
+from prefapp.store.selection import SelectionStore, insert_origin
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
@@ -95,7 +96,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
+class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, SelectionStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
@@ -254,9 +255,9 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
 
     def add_pair(self, prompt: Prompt, response_a: str, response_b: str, swapped: bool, model_id: str,
                  adapter_id: str | None, sampling: dict, served_to: str | None,
-                 backend: tuple[str, str] | None = None) -> Pair:
+                 backend: tuple[str, str] | None = None, origin: dict | None = None) -> Pair:
         """Record a pair exactly as it is about to be shown (A left, B right); `backend` = (where, model name)
-        of the engine that generated it ("local" or its URL)."""
+        of the engine that generated it ("local" or its URL); `origin`: why it was chosen (store/selection.py)."""
         if not model_id:
             raise ValueError("model_id is empty: pass the Hub id or path of the model that generated the pair")
         sampling_json = _json_dict(sampling, "sampling")
@@ -275,6 +276,8 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore):
             if backend is not None:
                 cur.execute("INSERT INTO pair_backends (pair_id, backend, model) VALUES (?, ?, ?)",
                             [pair.id, backend[0], backend[1]])
+            if origin is not None:
+                insert_origin(cur, pair.id, origin)
         return pair
 
     def pair_backend(self, pair_id: str) -> tuple[str, str] | None:
