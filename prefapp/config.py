@@ -17,6 +17,7 @@ DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling p
 DEMO_EVAL_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo_heldout.jsonl"  # the demo task's held-out eval set
 DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
 CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
+TRAIN_METHODS = ("dpo", "kto")  # DPO on pairs; KTO on single-sided labels (pairs unpaired, thumbs, both-bad)
 SELECTION_MODES = ("coverage", "active")  # how the pair queue picks what to serve (prefapp.labeling.active)
 
 
@@ -121,6 +122,7 @@ class TrainConfig:
     use_4bit: bool | None = None  # None: 4-bit only where CUDA exists (bitsandbytes); False forces full precision
     precompute_ref_log_probs: bool = False  # one reference pass up front: saves a forward per step, costs a pass
     save_steps: int = 50  # checkpoint every N steps (and on cancel) so a round can resume; 0: only on cancel
+    method: str = "dpo"  # "dpo": preference pairs; "kto": every labelled completion (prefapp.training.kto)
 
     def validate(self, n_pairs: int | None = None) -> None:
         if not 0.0 < self.beta <= 10.0:
@@ -144,6 +146,8 @@ class TrainConfig:
             raise ConfigError(f"lora_alpha={self.lora_alpha} must be positive, e.g. twice lora_r")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout={self.lora_dropout} must be in [0, 1), e.g. 0.0 or 0.05")
+        if self.method not in TRAIN_METHODS:
+            raise ConfigError(f"method={self.method!r} is unknown: use 'dpo' (pairs) or 'kto' (labelled completions)")
         if self.save_steps < 0:
             raise ConfigError(f"save_steps={self.save_steps} must be >= 0: 0 checkpoints only on cancel, e.g. 50")
         if n_pairs is not None:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 
 from prefapp.labeling import chat, generation
 from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
@@ -37,6 +37,7 @@ from prefapp.hosting.paths import confine
 from prefapp.store import Round, Store, VoteCounts, to_messages
 from prefapp.training.dpo import last_checkpoint
 from prefapp.training.job import TrainingJob
+from prefapp.training.kto import KTO_COLUMNS, KTOPreflight, kto_round_data
 from prefapp.training.progress import TrainProgress, TrainResult
 from prefapp.training.preflight import PreflightReport, run_preflight
 from prefapp.training import rounds as round_files
@@ -368,17 +369,23 @@ class PrefService(EvalIntents):
         with self._job_lock:
             if self._job is not None and self._job.running:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
-            dataset, counts = self._preferences(options)
-            config.validate(counts.pairs)
-            report = self.preflight(config, dataset, counts)
-            if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
-                raise ConfigError(report.first_error())
+            if config.method == "kto":  # every labelled completion (prefapp.training.kto)
+                dataset, counts, kto_report = kto_round_data(self.store, config, self._own_tokenizer(),
+                                                                options or ExportOptions())
+                if not kto_report.ok:
+                    raise ConfigError(kto_report.errors[0])
+            else:
+                dataset, counts = self._preferences(options)
+                config.validate(counts.pairs)
+                report = self.preflight(config, dataset, counts)
+                if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
+                    raise ConfigError(report.first_error())
             round_id = self.store.start_round(
                 base_model=self.policy.choice.source, config=config.to_dict(), export_path=None, n_pairs=counts.pairs
             )
             try:
                 export = save_export(dataset, counts, self.config.exports_dir, f"{round_adapter_name(round_id)}-{stamp()}")
-                train_set = dataset.select_columns(list(PREFERENCE_COLUMNS))
+                train_set = dataset.select_columns(list(KTO_COLUMNS if config.method == "kto" else PREFERENCE_COLUMNS))
                 output_dir = self.config.adapters_dir / f"{round_adapter_name(round_id)}-{stamp()}"
                 self.store.set_round_provenance(round_id, _provenance(train_set, counts, export, output_dir))
                 self._job = TrainingJob(
@@ -426,6 +433,10 @@ class PrefService(EvalIntents):
         return run_preflight(dataset, config, self._own_tokenizer(), model_config,
                              ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
 
+    def preflight_kto(self, config: TrainConfig) -> KTOPreflight:
+        """Check the labelled completions for a KTO round: counts, balance and weights, truncation."""
+        return kto_round_data(self.store, config, self._own_tokenizer())[2]
+
     def _own_tokenizer(self):
         """A tokenizer of our own for preflight: a fast tokenizer shared with the generating thread can raise
         'Already borrowed' when two threads use it at once."""
@@ -447,8 +458,11 @@ class PrefService(EvalIntents):
             if rnd is None or not prov.get("output_dir") or last_checkpoint(Path(prov["output_dir"])) is None:
                 raise ConfigError(f"round {round_id} has no checkpoint to resume from: start a new round instead")
             export_dir = Path(prov["export_path"])
-            dataset = load_preferences(export_dir).select_columns(list(PREFERENCE_COLUMNS))
             config = TrainConfig(**rnd.config)
+            if config.method == "kto":
+                dataset = load_from_disk(str(export_dir)).select_columns(list(KTO_COLUMNS))
+            else:
+                dataset = load_preferences(export_dir).select_columns(list(PREFERENCE_COLUMNS))
             job = TrainingJob(rnd.base_model, dataset, config, Path(prov["output_dir"]), resume=True,
                               on_finish=lambda result, error: self._finish_round(
                                   rnd.id, ExportResult(export_dir.name, export_dir, export_dir.with_suffix(".parquet"),

@@ -17,6 +17,7 @@ from prefapp.config import ConfigError
 log = logging.getLogger(__name__)
 
 HASHED_COLUMNS = ("prompt", "chosen", "rejected")  # the training signal; provenance columns do not change a round
+KTO_HASHED_COLUMNS = ("prompt", "completion", "label")  # the same for a KTO round (prefapp.training.kto)
 
 
 def round_adapter_name(round_id: int) -> str:
@@ -31,9 +32,11 @@ def round_number(name: str) -> int | None:
 
 
 def dataset_sha256(dataset: Dataset) -> str:
-    """A fingerprint of exactly what DPO trains on: the prompt/chosen/rejected rows in order."""
+    """A fingerprint of exactly what DPO (or KTO) trains on: the prompt/chosen/rejected (prompt/completion/label)
+    rows in order."""
     digest = hashlib.sha256()
-    for row in dataset.select_columns(list(HASHED_COLUMNS)):
+    columns = HASHED_COLUMNS if "chosen" in dataset.column_names else KTO_HASHED_COLUMNS
+    for row in dataset.select_columns(list(columns)):
         digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()
