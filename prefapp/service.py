@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from prefapp.labeling import chat, generation
 from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
@@ -23,8 +23,8 @@ from prefapp.config import (AppConfig, ConfigError, DEMO_EVAL_PROMPTS_PATH, DEMO
 from prefapp.evaluation.heldout import add_labelling_prompts
 from prefapp.evaluation.intents import EvalIntents
 from prefapp.evaluation.judge import Evaluation
-from prefapp.preferences.export import PREFERENCE_COLUMNS, ExportCounts, ExportResult, save_export
-from prefapp.labeling.active import scorer_for
+from prefapp.preferences.export import ExportCounts, ExportResult, save_export
+from prefapp.labeling.intents import LabelingIntents
 from prefapp.labeling.next_pair import Labeling, Progress
 from prefapp.models import ModelChoice, Policy, resolve_model
 from prefapp.preferences import pair_import
@@ -37,7 +37,7 @@ from prefapp.hosting.paths import confine
 from prefapp.store import Round, Store, VoteCounts, to_messages
 from prefapp.training.dpo import last_checkpoint
 from prefapp.training.job import TrainingJob
-from prefapp.training.kto import KTO_COLUMNS, KTOPreflight, kto_round_data
+from prefapp.training.kto import KTOPreflight, kto_round_data, load_round_data, train_columns
 from prefapp.training.progress import TrainProgress, TrainResult
 from prefapp.training.preflight import PreflightReport, run_preflight
 from prefapp.training import rounds as round_files
@@ -101,7 +101,7 @@ def stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
-class PrefService(EvalIntents):
+class PrefService(EvalIntents, LabelingIntents):
     def __init__(self, config: AppConfig, store: Store, policy: Policy, seed: int | None = None,
                  backend: Generator | None = None) -> None:
         self.config = config
@@ -270,30 +270,9 @@ class PrefService(EvalIntents):
 
     def next_pair(self, annotator: str) -> PairView:
         """The next pair for `annotator` (least-labelled prompt, random sides), from the ready queue when it can."""
-        scorer = self.labeling.selection.scorer
-        if (scorer.adapter if scorer else None) != self.aligned:
-            self.labeling.set_selection(scorer=scorer_for(self.store, self.aligned))  # a new round scores pairs
+        self._follow_round()  # a new round scores candidate pairs (active selection)
         served = self.labeling.serve(_annotator(annotator), self.generator, self.sampling)
         return _view(served.pair, served.source)
-
-    def set_selection(self, mode: str, coverage_share: float | None = None) -> str:
-        """Pick pairs by coverage (least-labelled prompt) or actively (smallest margin under the latest round)."""
-        selection = self.labeling.set_selection(mode, coverage_share, scorer_for(self.store, self.aligned))
-        if selection.mode == "coverage":
-            return "Pairs are chosen by coverage: least-labelled prompts first."
-        by = f"round {selection.scorer.round_id}" if selection.scorer else "the next round (none yet: coverage)"
-        return (f"Active selection: {1 - selection.coverage_share:.0%} of pairs are the ones {by} is least sure "
-                f"of, {selection.coverage_share:.0%} by coverage.")
-
-    def rate_reply(self, messages: list[dict], reply: str, good: bool, annotator: str, which: str = "base") -> str:
-        """Thumbs up (good=True) or down on a chat reply of the base or the aligned model, stored as feedback."""
-        if which not in ("base", "aligned") or (which == "aligned" and self.aligned is None):
-            raise ConfigError(f"cannot rate the {which!r} reply: rate 'base', or 'aligned' once a round exists")
-        adapter = None if which == "base" else self.aligned
-        provenance = {"model_id": self.policy.choice.label, "adapter_id": adapter, "side": which,
-                      "sampling": self.sampling.to_dict()}
-        self.store.rate_completion(messages, reply, bool(good), _annotator(annotator), provenance)
-        return f"Thanks: {'thumbs up' if good else 'thumbs down'} on the {which} reply is stored."
 
     def undo(self, annotator: str) -> PairView | None:
         """Take back the annotator's last vote and show that pair again; None when there is nothing to undo."""
@@ -369,11 +348,8 @@ class PrefService(EvalIntents):
         with self._job_lock:
             if self._job is not None and self._job.running:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
-            if config.method == "kto":  # every labelled completion (prefapp.training.kto)
-                dataset, counts, kto_report = kto_round_data(self.store, config, self._own_tokenizer(),
-                                                                options or ExportOptions())
-                if not kto_report.ok:
-                    raise ConfigError(kto_report.errors[0])
+            if config.method == "kto":  # every labelled completion; refused when its preflight finds an error
+                dataset, counts, _ = kto_round_data(self.store, config, self._own_tokenizer(), options, check=True)
             else:
                 dataset, counts = self._preferences(options)
                 config.validate(counts.pairs)
@@ -385,7 +361,7 @@ class PrefService(EvalIntents):
             )
             try:
                 export = save_export(dataset, counts, self.config.exports_dir, f"{round_adapter_name(round_id)}-{stamp()}")
-                train_set = dataset.select_columns(list(KTO_COLUMNS if config.method == "kto" else PREFERENCE_COLUMNS))
+                train_set = dataset.select_columns(list(train_columns(config)))
                 output_dir = self.config.adapters_dir / f"{round_adapter_name(round_id)}-{stamp()}"
                 self.store.set_round_provenance(round_id, _provenance(train_set, counts, export, output_dir))
                 self._job = TrainingJob(
@@ -433,9 +409,9 @@ class PrefService(EvalIntents):
         return run_preflight(dataset, config, self._own_tokenizer(), model_config,
                              ties_dropped=counts.ties, both_bad_dropped=counts.both_bad)
 
-    def preflight_kto(self, config: TrainConfig) -> KTOPreflight:
+    def preflight_kto(self, config: TrainConfig, options: ExportOptions | None = None) -> KTOPreflight:
         """Check the labelled completions for a KTO round: counts, balance and weights, truncation."""
-        return kto_round_data(self.store, config, self._own_tokenizer())[2]
+        return kto_round_data(self.store, config, self._own_tokenizer(), options)[2]
 
     def _own_tokenizer(self):
         """A tokenizer of our own for preflight: a fast tokenizer shared with the generating thread can raise
@@ -448,8 +424,6 @@ class PrefService(EvalIntents):
 
     def resume_training(self, round_id: int, on_finish: Callable[[int], None] | None = None) -> int:
         """Continue a cancelled or failed round (also one cut by a crash or an app restart) from its checkpoint."""
-        from prefapp.preferences.export import load_preferences
-
         with self._job_lock:
             if self._job is not None and self._job.running:
                 raise ConfigError(f"round {self._job_round} is still training: wait for it or cancel it first")
@@ -459,10 +433,7 @@ class PrefService(EvalIntents):
                 raise ConfigError(f"round {round_id} has no checkpoint to resume from: start a new round instead")
             export_dir = Path(prov["export_path"])
             config = TrainConfig(**rnd.config)
-            if config.method == "kto":
-                dataset = load_from_disk(str(export_dir)).select_columns(list(KTO_COLUMNS))
-            else:
-                dataset = load_preferences(export_dir).select_columns(list(PREFERENCE_COLUMNS))
+            dataset = load_round_data(export_dir, config)
             job = TrainingJob(rnd.base_model, dataset, config, Path(prov["output_dir"]), resume=True,
                               on_finish=lambda result, error: self._finish_round(
                                   rnd.id, ExportResult(export_dir.name, export_dir, export_dir.with_suffix(".parquet"),

@@ -73,7 +73,7 @@ def test_every_event_declares_its_role_where_it_is_wired(app) -> None:
     assert undeclared == [] and ui.roles == {i: role_of(f) for i, f in events.items()}
     endpoints = {f.api_name: role_of(f) for f in events.values() if f.api_name in API_NAMES}
     assert endpoints == {name: ANNOTATOR if name in ("next_pair", "vote", "undo", "chat", "eval_next",
-                                                           "eval_vote", "leaderboard") else ADMIN
+                                                           "eval_vote", "leaderboard", "rate_reply") else ADMIN
                          for name in API_NAMES}
     chained = [f for f in events.values() if any(event in ("then", "success") for _, event in f.targets)]
     assert len(chained) >= 5 and all(role_of(f) for f in chained)

@@ -82,6 +82,11 @@ def test_label_vote_and_untrusted_text_in_the_browser(page, payload_service: Pre
     page.get_by_role("button", name="Send").click()
     transcript = re.compile("^" + re.escape(f"You: {PAYLOAD}\n\nModel:"))
     expect(page.get_by_label("Base model")).to_have_value(transcript, timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="👎 bad reply (base)").click()  # thumbs on the reply: stored for KTO
+    expect(page.get_by_text("thumbs down on the base reply is stored")).to_be_visible(timeout=TIMEOUT_MS)
+    (rated,) = payload_service.store.stored_completions("chat")
+    assert (rated.annotator, rated.label, rated.prompt) == ("dora", False, [{"role": "user", "content": PAYLOAD}])
+    assert page.get_by_label("Base model").input_value().endswith(f"Model: {rated.completion}")
 
     assert injected(page) == 0
     assert dialogs == []

@@ -17,7 +17,7 @@ from tests.browser import served
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/import_pairs", "/quality",
                       "/export", "/train", "/train_status", "/add_round", "/chat", "/set_generator",
-                      "/eval_next", "/eval_vote", "/leaderboard"}
+                      "/eval_next", "/eval_vote", "/leaderboard", "/set_selection", "/rate_reply"}
 
 
 @pytest.fixture
@@ -151,3 +151,13 @@ def test_train_round_then_chat_and_generate_with_it(client: Client, service: Pre
     assert "round-1" in client.predict("1", api_name="/set_generator")
     pair_id, *_ = client.predict("erin", api_name="/next_pair")
     assert service.store.get_pair(pair_id).adapter_id == "round-1"
+
+
+def test_chat_thumbs_and_the_selection_setting_over_the_api(client: Client, service: PrefService) -> None:
+    base, _ = client.predict("What is 2 + 2?", api_name="/chat")
+    message = client.predict("What is 2 + 2?", base, True, "erin", "base", api_name="/rate_reply")
+    assert message == "Thanks: thumbs up on the base reply is stored."
+    (rated,) = service.store.stored_completions("chat")
+    assert (rated.annotator, rated.completion, rated.label, rated.provenance["side"]) == ("erin", base, True, "base")
+    assert "50% by coverage" in client.predict("active", 0.5, api_name="/set_selection")
+    assert (service.labeling.selection.mode, service.labeling.selection.coverage_share) == ("active", 0.5)

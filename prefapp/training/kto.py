@@ -253,14 +253,35 @@ def train_kto(
     return result
 
 
-def kto_round_data(store, config: TrainConfig, tokenizer: Any,
-                   options: ExportOptions = ExportOptions()) -> tuple[Dataset, Any, KTOPreflight]:
-    """What a KTO round trains on, its export counts (pairs = rows) and its preflight, for PrefService."""
+def kto_round_data(store, config: TrainConfig, tokenizer: Any, options: ExportOptions | None = None,
+                   check: bool = False) -> tuple[Dataset, Any, KTOPreflight]:
+    """What a KTO round trains on, its export counts (pairs = rows) and its preflight, for PrefService; with
+    `check`, a preflight error raises ConfigError naming the fix."""
     from prefapp.preferences.export import ExportCounts
 
-    dataset, counts = kto_dataset(store, options)
+    dataset, counts = kto_dataset(store, options or ExportOptions())
     report = kto_preflight(dataset, counts, config, tokenizer)
+    if check and not report.ok:
+        raise ConfigError(report.errors[0])
     votes = store.vote_counts()
     export_counts = ExportCounts(votes=votes.total, pairs=counts.rows, ties=votes.by_choice.get("tie", 0),
                                  both_bad=votes.by_choice.get("both_bad", 0))
     return dataset, export_counts, report
+
+
+def train_columns(config: TrainConfig) -> tuple[str, ...]:
+    """The columns a round trains on: TRL's preference columns for DPO, its unpaired ones for KTO."""
+    from prefapp.preferences.export import PREFERENCE_COLUMNS
+
+    return KTO_COLUMNS if config.method == "kto" else tuple(PREFERENCE_COLUMNS)
+
+
+def load_round_data(export_dir: Path, config: TrainConfig) -> Dataset:
+    """A round's saved training data, to resume it."""
+    from datasets import load_from_disk
+
+    from prefapp.preferences.export import load_preferences
+
+    if config.method == "kto":
+        return load_from_disk(str(export_dir)).select_columns(list(KTO_COLUMNS))
+    return load_preferences(export_dir).select_columns(list(train_columns(config)))

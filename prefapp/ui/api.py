@@ -26,7 +26,7 @@ from prefapp.ui.train_tab import data_options, start_message, status_dict
 
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
              "train", "train_status", "add_round", "chat", "set_generator", "eval_next", "eval_vote",
-             "leaderboard")
+             "leaderboard", "set_selection", "rate_reply")
 
 
 def checked(fn: Callable) -> Callable:
@@ -75,6 +75,8 @@ class Api:
         api(self.eval_next, api_name="eval_next", role=ANNOTATOR, **EVAL_CONCURRENCY)
         api(self.eval_vote, api_name="eval_vote", role=ANNOTATOR, **EVAL_CONCURRENCY)
         api(self.leaderboard, api_name="leaderboard", role=ANNOTATOR)
+        api(self.set_selection, api_name="set_selection", role=ADMIN)
+        api(self.rate_reply, api_name="rate_reply", role=ANNOTATOR)
 
     def next_pair(self, annotator: str) -> tuple[str, str, str, str]:
         """Two new responses to the least-labelled prompt for `annotator`: (pair_id, prompt, response_a, response_b)."""
@@ -132,12 +134,13 @@ class Api:
         max_length: int = TrainConfig.max_length, lora_r: int = TrainConfig.lora_r,
         loss_type: str = TrainConfig.loss_type, precompute_ref_log_probs: bool = False,
         save_steps: int = TrainConfig.save_steps, sources: Literal["votes", "imported", "both"] = "votes",
-        imported_share: float = 0.0,
+        imported_share: float = 0.0, method: Literal["dpo", "kto"] = "dpo",
     ) -> str:
         """Export the current preferences (`sources`: votes, imported pairs or both, imported capped at
-        `imported_share` of the rows, 0: no cap) and start a DPO LoRA round in the background; poll /train_status."""
+        `imported_share` of the rows, 0: no cap) and start a LoRA round in the background: DPO on pairs, or KTO
+        (`method`) on every labelled completion; poll /train_status."""
         return start_message(self.service, beta, learning_rate, num_epochs, batch_size, max_length, lora_r,
-                             loss_type, precompute_ref_log_probs, save_steps,
+                             loss_type, precompute_ref_log_probs, save_steps, method,
                              options=data_options(sources, imported_share))
 
     def add_round(self, adapter_dir: str) -> str:
@@ -157,6 +160,19 @@ class Api:
         with user_errors():
             base, aligned = self.service.chat([], [], message)
         return base, aligned or ""
+
+    def set_selection(self, mode: Literal["coverage", "active"], coverage_share: float = 0.3) -> str:
+        """Serve least-labelled prompts (coverage) or the pairs the latest round is least sure of (active), with
+        `coverage_share` of pairs still chosen by coverage."""
+        with user_errors():
+            return self.service.set_selection(mode, coverage_share)
+
+    def rate_reply(self, message: str, reply: str, good: bool, annotator: str,
+                   which: Literal["base", "aligned"] = "base") -> str:
+        """Thumbs up (good=true) or down on a reply of the base or the aligned model to `message`; stored as a
+        labelled completion that KTO rounds train on."""
+        with user_errors():
+            return self.service.rate_reply([{"role": "user", "content": message}], reply, good, annotator, which)
 
     def set_generator(self, which: str) -> str:
         """Make a finished round (e.g. 'round-1' or '1') or 'base' the model that writes new pairs."""

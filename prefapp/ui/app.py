@@ -43,7 +43,7 @@ class PrefUI:
         self.header = Header(service, accounts)
         self.label = LabelTab(service)
         self.data = DataTab(service)
-        self.chat = ChatTab(service, self.header)
+        self.chat = ChatTab(service, self.header, self.label)
         self.train = TrainTab(service, self.header, self.chat)
         self.quality = QualityTab(service)
         self.evaluate = EvaluateTab(service)

@@ -1,12 +1,13 @@
-"""The Chat tab: one message to the base and the aligned model side by side, the aligned round to compare with,
-and (admin) which model writes new pairs.
+"""The Chat tab: one message to the base and the aligned model side by side, thumbs up / down on each side's
+latest reply (stored as labelled completions that KTO rounds learn from), the aligned round to compare with, and
+(admin) which model writes new pairs.
 
 Model output is untrusted text: the transcripts are read-only textboxes, which show exactly the characters the
 model wrote.
 """
 
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import gradio as gr
 
@@ -33,9 +34,10 @@ def set_generator_message(service: PrefService, which: str) -> str:
 class ChatTab:
     """Compare the base and the aligned model on your own messages."""
 
-    def __init__(self, service: PrefService, header: Header) -> None:
+    def __init__(self, service: PrefService, header: Header, label: Any = None) -> None:
         self.service = service
         self.header = header
+        self.label = label  # the Label tab: its annotator box names who rates a reply (the signed-in user with accounts)
 
     def render(self) -> None:
         with gr.Tab("Chat") as self.tab:
@@ -44,11 +46,17 @@ class ChatTab:
                                                 choices=round_choices(self.service), value=self.service.aligned)
                 self.use_aligned = gr.Button("Use the aligned model as the generator for new pairs", scale=2)
                 self.use_base = gr.Button("Back to the base model as generator", scale=1)
+            self.rate_buttons: dict[tuple[str, bool], gr.Button] = {}
             with gr.Row(equal_height=True):
-                self.base_chat = gr.Textbox(label="Base model", interactive=False, lines=14, max_lines=14,
-                                            autoscroll=True)
-                self.aligned_chat = gr.Textbox(label="Aligned model", interactive=False, lines=14, max_lines=14,
-                                               autoscroll=True, placeholder=NO_ALIGNED)
+                with gr.Column():
+                    self.base_chat = gr.Textbox(label="Base model", interactive=False, lines=14, max_lines=14,
+                                                autoscroll=True)
+                    self._render_thumbs("base")
+                with gr.Column():
+                    self.aligned_chat = gr.Textbox(label="Aligned model", interactive=False, lines=14, max_lines=14,
+                                                   autoscroll=True, placeholder=NO_ALIGNED)
+                    self._render_thumbs("aligned")
+            self.rated = gr.Markdown()
             with gr.Row():
                 self.message = gr.Textbox(label="Message to both models", scale=4, submit_btn=False)
                 self.send = gr.Button("Send", variant="primary", scale=1)
@@ -58,6 +66,11 @@ class ChatTab:
                                              "two replies the next pair", size="sm")
             self.base_history = gr.State([])  # [{"role", "content"}] as the model saw it: small and copyable
             self.aligned_history = gr.State([])
+
+    def _render_thumbs(self, side: str) -> None:
+        with gr.Row():
+            for good, text in ((True, "👍 good reply"), (False, "👎 bad reply")):
+                self.rate_buttons[(side, good)] = gr.Button(f"{text} ({side})", size="sm")
 
     @property
     def admin_only(self) -> list:
@@ -70,6 +83,9 @@ class ChatTab:
         on([self.send.click, self.message.submit], self.on_chat, [self.message, self.base_history,
            self.aligned_history], view, role=ANNOTATOR, **PRIVATE)
         on(self.clear.click, self.on_clear, None, view, role=ANNOTATOR, **PRIVATE)
+        rater = [self.label.annotator, self.base_history, self.aligned_history]
+        for (side, good), button in self.rate_buttons.items():
+            on(button.click, partial(self.on_rate, side, good), rater, [self.rated], role=ANNOTATOR, **PRIVATE)
         on(self.tab.select, self.on_refresh, None, [self.aligned_pick, model_info], role=ANNOTATOR, **PRIVATE)
         on(self.aligned_pick.input, self.on_pick_aligned, [self.aligned_pick], [model_info, *view], role=ADMIN,
            **PRIVATE)
@@ -87,6 +103,15 @@ class ChatTab:
             aligned_history = [*aligned_history, *turn, {"role": "assistant", "content": aligned}]
         return {self.base_chat: transcript(base_history), self.aligned_chat: transcript(aligned_history),
                 self.base_history: base_history, self.aligned_history: aligned_history, self.message: ""}
+
+    def on_rate(self, side: str, good: bool, annotator: str, base_history: list[dict],
+                aligned_history: list[dict]) -> str:
+        """Thumbs on `side`'s latest reply, stored with who rated it and which model wrote it."""
+        history = base_history if side == "base" else aligned_history
+        if not history:
+            raise gr.Error(f"There is no {side} reply to rate yet: send a message first.", print_exception=False)
+        with user_errors():
+            return self.service.rate_reply(history[:-1], history[-1]["content"], good, annotator, side)
 
     def on_clear(self) -> Update:
         return {self.base_chat: "", self.aligned_chat: "", self.base_history: [], self.aligned_history: [],

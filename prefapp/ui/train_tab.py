@@ -12,7 +12,7 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
-from prefapp.config import ConfigError, TrainConfig
+from prefapp.config import TRAIN_METHODS, ConfigError, TrainConfig
 from prefapp.preferences.resolve import SOURCES, ExportOptions
 from prefapp.service import PrefService
 from prefapp.store import Round
@@ -29,7 +29,7 @@ ENDED = ("finished", "failed", "cancelled")
 METRICS_PLOTTED = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 NOT_CHECKED = "Press **Check settings** to run the preflight: data counts, truncation, memory and settings."
 KNOBS = ("beta", "learning_rate", "num_epochs", "batch_size", "max_length", "lora_r", "loss_type",
-         "precompute_ref_log_probs", "save_steps")  # the tab's inputs and /train's parameters, in this order
+         "precompute_ref_log_probs", "save_steps", "method")  # the tab's inputs and /train's parameters, in order
 
 
 def progress_html(progress: TrainProgress | None) -> str:
@@ -74,7 +74,7 @@ def train_config(base: TrainConfig, **knobs: Any) -> TrainConfig:
     def typed_value(name: str, value: Any) -> Any:
         if name in ints:
             return int(value)
-        return str(value) if name == "loss_type" else (value if isinstance(value, bool) else float(value))
+        return str(value) if name in ("loss_type", "method") else (value if isinstance(value, bool) else float(value))
 
     typed = {k: typed_value(k, v) for k, v in knobs.items()}
     # lora_alpha follows lora_r (2x, as the CLI does), so changing the rank does not silently change the scale.
@@ -96,9 +96,11 @@ def data_options(sources: str = "votes", imported_share: float | None = None) ->
 def start_message(service: PrefService, *values: Any, options: ExportOptions | None = None) -> str:
     """Export the current preferences and start a round in the background; what to tell the user."""
     with user_errors():
-        round_id = service.start_training(knobs_config(service, *values), options=options)
+        config = knobs_config(service, *values)
+        round_id = service.start_training(config, options=options)
     n_pairs = next((r.n_pairs for r in service.rounds() if r.id == round_id), "?")
-    return f"Round {round_id} started on {n_pairs} pairs; labelling can go on meanwhile."
+    what = "labelled completions (KTO)" if config.method == "kto" else "pairs"
+    return f"Round {round_id} started on {n_pairs} {what}; labelling can go on meanwhile."
 
 
 def status_dict(progress: TrainProgress | None, running: bool, rounds: list[Round]) -> dict:
@@ -136,7 +138,9 @@ class TrainTab:
             with gr.Row():
                 self.max_length = gr.Number(d.max_length, label="max_length (tokens)", precision=0)
                 self.lora_r = gr.Number(d.lora_r, label="lora_r (alpha = 2 x r)", precision=0)
-                self.loss_type = gr.Dropdown(list(LOSS_TYPES), value=d.loss_type, label="loss_type")
+                self.loss_type = gr.Dropdown(list(LOSS_TYPES), value=d.loss_type, label="loss_type (DPO)")
+                self.method = gr.Radio(list(TRAIN_METHODS), value=d.method, label="Method: DPO on pairs, or KTO on "
+                                       "every labelled completion (pairs, chat thumbs, both-bad, written)")
             self._render_options()
             with gr.Row():
                 self.sources = gr.Dropdown(list(SOURCES), value="votes", label="Train on",
@@ -200,7 +204,7 @@ class TrainTab:
     @property
     def knobs(self) -> list:
         return [self.beta, self.learning_rate, self.num_epochs, self.batch_size, self.max_length, self.lora_r,
-                self.loss_type, self.precompute_ref, self.save_steps]
+                self.loss_type, self.precompute_ref, self.save_steps, self.method]
 
     def events(self) -> None:
         model_info, aligned_pick = self.header.model_info, self.chat.aligned_pick
@@ -258,7 +262,11 @@ class TrainTab:
     def on_preflight(self, *values: Any) -> Update:
         *knobs, sources, share = values
         with user_errors():
-            report = self.service.preflight(knobs_config(self.service, *knobs), options=data_options(sources, share))
+            config = knobs_config(self.service, *knobs)
+            if config.method == "kto":  # counts by source, balance and weights, truncation (prefapp.training.kto)
+                return {self.preflight_report: self.service.preflight_kto(config, data_options(sources, share))
+                        .markdown(), self.preflight_preview: ""}
+            report = self.service.preflight(config, options=data_options(sources, share))
         return {self.preflight_report: report_markdown(report), self.preflight_preview: report.preview}
 
     def _rounds_frame(self) -> pd.DataFrame:
