@@ -21,7 +21,8 @@ def label_some(store, n_pairs: int = 6) -> None:
         prompt = by_text[f"What is {i} + {i}?"]
         pair = store.add_pair(prompt, f"{2 * i}.", f"I think {2 * i + 1}, idiot.", False, "demo", None, SAMPLING, "a")
         store.record_vote(pair.id, "A", "ann")
-    bad = store.add_pair(by_text[f"What is {n_pairs} + {n_pairs}?"], "no idea", "whatever", False, "demo", None, SAMPLING, "a")
+    last = by_text[f"What is {n_pairs} + {n_pairs}?"]
+    bad = store.add_pair(last, "no idea", "whatever", False, "demo", None, SAMPLING, "a")
     store.record_vote(bad.id, "both_bad", "ann", written=f"{2 * n_pairs}.")
     store.rate_completion("What is 0 + 0?", "0.", True, "ann")  # also the chosen of pair 0: kept once
     store.rate_completion("What is 9 + 9?", "Go away.", False, "ann")

@@ -136,8 +136,8 @@ class Selection:
         return self.mode == "active" and self.scorer is not None
 
 
-def draw_batch(generator, policy: Policy, prompts: Sequence, sampling, adapter: str | None, selection: Selection, mix: Mix,
-               n_keep: int, resamples: int = 2, near: float = 0.0) -> tuple[list[tuple], list[int], int]:
+def draw_batch(generator, policy: Policy, prompts: Sequence, sampling, adapter: str | None, selection: Selection,
+               mix: Mix, n_keep: int, resamples: int = 2, near: float = 0.0) -> tuple[list[tuple], list[int], int]:
     """Draw distinct pairs for `prompts` (least-labelled first) from `generator` (local or an engine), score them
     with the round's adapter on and off in the local `policy` when a round exists, keep `n_keep`.
 

@@ -120,7 +120,8 @@ class Labeling:
                           "second_temperature": drawn.second_temperature}
                 return Served(self._record(prompt, drawn.first, drawn.second, adapter, sampling, annotator, origin),
                               "generated")
-            self.store.record_identical_dropped([prompt.id], adapter, 1 + self.config.identical_resamples + len(TEMPERATURE_STEPS))
+            draws = 1 + self.config.identical_resamples + len(TEMPERATURE_STEPS)
+            self.store.record_identical_dropped([prompt.id], adapter, draws)
         raise ConfigError("the model wrote the same answer twice for every prompt tried: raise the temperature "
                           "(Sampling settings) or add more varied prompts")
 

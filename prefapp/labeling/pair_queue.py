@@ -226,8 +226,8 @@ class PairQueue:
         started = time.perf_counter()
         error = None
         try:
-            samples, dropped, draws = draw_batch(self.generator, self.policy, prompts, sampling, adapter, selection, mix,
-                                                 self.batch_size, self.resamples, self.near)
+            samples, dropped, draws = draw_batch(self.generator, self.policy, prompts, sampling, adapter, selection,
+                                                 mix, self.batch_size, self.resamples, self.near)
             self.store.record_identical_dropped(dropped, adapter, draws)
         except Exception as exc:  # a removed adapter, out of memory: report it, retry after a pause
             log.exception("pair queue: generating %d pairs failed", len(prompts))

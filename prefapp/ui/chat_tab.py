@@ -37,7 +37,7 @@ class ChatTab:
     def __init__(self, service: PrefService, header: Header, label: Any = None) -> None:
         self.service = service
         self.header = header
-        self.label = label  # the Label tab: its annotator box names who rates a reply (the signed-in user with accounts)
+        self.label = label  # the Label tab: its annotator box names who rates a reply (with accounts: who signed in)
 
     def render(self) -> None:
         with gr.Tab("Chat") as self.tab:
