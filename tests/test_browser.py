@@ -79,7 +79,7 @@ def test_label_vote_and_untrusted_text_in_the_browser(page, payload_service: Pre
 
     page.get_by_role("tab", name="Chat").click()  # a chat message comes back in the transcripts
     page.get_by_label("Message to both models").fill(PAYLOAD)
-    page.get_by_role("button", name="Send").click()
+    page.get_by_role("button", name="Send", exact=True).click()
     transcript = re.compile("^" + re.escape(f"You: {PAYLOAD}\n\nModel:"))
     expect(page.get_by_label("Base model")).to_have_value(transcript, timeout=TIMEOUT_MS)
     page.get_by_role("button", name="👎 bad reply (base)").click()  # thumbs on the reply: stored for KTO
