@@ -17,7 +17,8 @@ from tests.browser import served
 
 EXPECTED_ENDPOINTS = {"/next_pair", "/vote", "/undo", "/add_prompts", "/import_prompts", "/import_pairs", "/quality",
                       "/export", "/train", "/train_status", "/add_round", "/chat", "/set_generator",
-                      "/eval_next", "/eval_vote", "/leaderboard", "/set_selection", "/rate_reply"}
+                      "/eval_next", "/eval_vote", "/leaderboard", "/set_selection", "/rate_reply",
+                      "/import_eval_prompts"}
 
 
 @pytest.fixture

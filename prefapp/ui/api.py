@@ -26,7 +26,8 @@ from prefapp.ui.train_tab import data_options, start_message, status_dict
 
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
              "train", "train_status", "add_round", "chat", "set_generator", "eval_next", "eval_vote",
-             "leaderboard", "set_selection", "rate_reply")
+             "leaderboard", "set_selection", "rate_reply",
+             "import_eval_prompts")
 
 
 def checked(fn: Callable) -> Callable:
@@ -77,6 +78,7 @@ class Api:
         api(self.leaderboard, api_name="leaderboard", role=ANNOTATOR)
         api(self.set_selection, api_name="set_selection", role=ADMIN)
         api(self.rate_reply, api_name="rate_reply", role=ANNOTATOR)
+        api(self.import_eval_prompts, api_name="import_eval_prompts", role=ADMIN)
 
     def next_pair(self, annotator: str) -> tuple[str, str, str, str]:
         """Two new responses to the least-labelled prompt for `annotator`: (pair_id, prompt, response_a, response_b)."""
@@ -194,3 +196,9 @@ class Api:
         and the Bradley-Terry leaderboard of base and every round (`leaderboard`: policy, strength, ci_low, ci_high)."""
         with user_errors():
             return self.service.eval_report().to_dict()
+
+    def import_eval_prompts(self, source: str, column: str = "", split: str = "train") -> str:
+        """Import held-out eval prompts, never served for labelling, from a file under the data folder or a Hub
+        dataset (the formats of /import_prompts); prompts already used for labelling are skipped and counted."""
+        with user_errors():
+            return self.service.import_eval_prompts(source.strip(), column.strip() or None, split or "train")
