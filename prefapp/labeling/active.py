@@ -164,9 +164,13 @@ def draw_batch(generator, policy: Policy, prompts: Sequence, sampling, adapter: 
     return kept, dropped, 1 + resamples + len(TEMPERATURE_STEPS)
 
 
-def scorer_for(store, adapter: str | None) -> Scorer | None:
-    """The Scorer of a round adapter named 'round-N' (its beta from the round's config); None for the base."""
+def scorer_for(store, adapter: str | None, loaded: dict | None = None) -> Scorer | None:
+    """The Scorer of a round adapter named 'round-N' (its beta from the round's config); None for the base, and for
+    a round not loaded in this process's policy (`loaded`): with a remote generator the round lives in the engine,
+    and selection stays coverage."""
     if not adapter or not adapter.startswith("round-") or not adapter[6:].isdigit():
+        return None
+    if loaded is not None and adapter not in loaded:
         return None
     rnd = store.get_round(int(adapter[6:]))
     beta = float((rnd.config if rnd is not None else {}).get("beta", 0.1))

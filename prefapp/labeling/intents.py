@@ -13,7 +13,8 @@ class LabelingIntents:
 
     def set_selection(self, mode: str, coverage_share: float | None = None) -> str:
         """Pick pairs by coverage (least-labelled prompt) or actively (smallest margin under the latest round)."""
-        selection = self.labeling.set_selection(mode, coverage_share, scorer_for(self.store, self.aligned))
+        scorer = scorer_for(self.store, self.aligned, self.policy.adapters)
+        selection = self.labeling.set_selection(mode, coverage_share, scorer)
         if selection.mode == "coverage":
             return "Pairs are chosen by coverage: least-labelled prompts first."
         by = f"round {selection.scorer.round_id}" if selection.scorer else "the next round (none yet: coverage)"
@@ -37,5 +38,6 @@ class LabelingIntents:
     def _follow_round(self) -> None:
         """The newest round scores candidate pairs (active selection) as soon as it is the aligned one."""
         scorer = self.labeling.selection.scorer
-        if (scorer.adapter if scorer else None) != self.aligned:
-            self.labeling.set_selection(scorer=scorer_for(self.store, self.aligned))
+        wanted = scorer_for(self.store, self.aligned, self.policy.adapters)
+        if (scorer.adapter if scorer else None) != (wanted.adapter if wanted else None):
+            self.labeling.set_selection(scorer=wanted)
