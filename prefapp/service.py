@@ -563,6 +563,24 @@ class PrefService(EvalIntents, LabelingIntents):
         again = "" if result.added else " (it was already a prompt; it gets one more pair)"
         return f"Sent to labelling ({turns}){again}: the next pair is two replies to it."
 
+    def chat_stream(self, base_history: list[dict], aligned_history: list[dict], message: str
+                    ) -> Iterator[tuple[str, str | None]]:
+        """`chat`, streamed: (base reply so far, aligned reply so far or None without a round), the base first;
+        the first item, ("", ...), comes before the model runs."""
+        turn = generation.as_messages(message)
+        aligned_adapter, sampling = self.aligned, self.sampling  # one message, one setting, even if changed meanwhile
+        base = ""
+        yield base, None if aligned_adapter is None else ""  # at once: the model may be busy writing pairs
+        for base in generation.stream_reply(self.policy, base_history + turn, sampling, adapter=None):
+            yield base, None if aligned_adapter is None else ""
+        if aligned_adapter is None:
+            yield base, None
+            return
+        aligned = ""
+        for aligned in generation.stream_reply(self.policy, aligned_history + turn, sampling, adapter=aligned_adapter):
+            yield base, aligned
+        yield base, aligned
+
 
 def _view(pair, source: str) -> PairView:
     return PairView(pair.id, prompt_text(pair.prompt), pair.response_a, pair.response_b, pair.adapter_id or "base",

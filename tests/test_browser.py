@@ -13,7 +13,7 @@ from prefapp.models import Policy
 from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui.app import build_ui
-from tests.browser import TIMEOUT_MS, chromium, served
+from tests.browser import FIRST_PAIR_MS, TIMEOUT_MS, chromium, served
 
 PAYLOAD = "<img src=x onerror=alert(1)><b>bold</b>"  # must show as these characters, never as an image or bold
 SCREENSHOT = Path("/tmp/prefapp-browser-label.png")
@@ -62,7 +62,7 @@ def test_label_vote_and_untrusted_text_in_the_browser(page, payload_service: Pre
     pair_box = page.locator("#pair-id textarea")
     expect(pair_box).not_to_have_value("", timeout=TIMEOUT_MS)
     pair_id = pair_box.input_value()
-    expect(page.get_by_label("Prompt", exact=True)).to_have_value(PAYLOAD)  # the literal characters
+    expect(page.locator("#prompt p")).to_have_text(PAYLOAD)  # the literal characters, in a Markdown paragraph
     expect(page.get_by_label("Your votes")).to_have_value("0")
 
     page.get_by_role("button", name="A is better").click()
@@ -77,16 +77,17 @@ def test_label_vote_and_untrusted_text_in_the_browser(page, payload_service: Pre
     page.get_by_role("tab", name="Data").click()  # the preview table shows the voted payload prompt
     expect(page.get_by_role("gridcell", name=PAYLOAD, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
 
-    page.get_by_role("tab", name="Chat").click()  # a chat message comes back in the transcripts
+    page.get_by_role("tab", name="Chat").click()  # the message and the streamed reply appear in the chat view
     page.get_by_label("Message to both models").fill(PAYLOAD)
     page.get_by_role("button", name="Send", exact=True).click()
-    transcript = re.compile("^" + re.escape(f"You: {PAYLOAD}\n\nModel:"))
-    expect(page.get_by_label("Base model")).to_have_value(transcript, timeout=TIMEOUT_MS)
+    expect(page.locator("#base-chat .user-row").first).to_contain_text(PAYLOAD, timeout=TIMEOUT_MS)
+    expect(page.locator("#base-chat .bot-row")).to_have_count(1, timeout=FIRST_PAIR_MS)
+    expect(page.get_by_label("Message to both models")).to_have_value("", timeout=FIRST_PAIR_MS)  # reply complete
     page.get_by_role("button", name="👎 bad reply (base)").click()  # thumbs on the reply: stored for KTO
     expect(page.get_by_text("thumbs down on the base reply is stored")).to_be_visible(timeout=TIMEOUT_MS)
     (rated,) = payload_service.store.stored_completions("chat")
     assert (rated.annotator, rated.label, rated.prompt) == ("dora", False, [{"role": "user", "content": PAYLOAD}])
-    assert page.get_by_label("Base model").input_value().endswith(f"Model: {rated.completion}")
+    expect(page.locator("#base-chat .bot-row")).to_contain_text(rated.completion.split()[0])  # the reply shown
 
     assert injected(page) == 0
     assert dialogs == []

@@ -7,7 +7,8 @@ two candidates of a pair come from the same call, and an evaluation sweep uses t
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 import torch
 
@@ -91,3 +92,48 @@ def generate_pair(
 def reply(policy: Policy, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> str:
     """One chat reply to a conversation."""
     return sample(policy, [messages], sampling, num_samples=1, adapter=adapter)[0][0]
+
+
+def stream_reply(
+    policy: Policy, messages: Messages, sampling: SamplingConfig, adapter: str | None = None
+) -> Iterator[str]:
+    """One chat reply to a conversation, yielded as it grows (the text so far, stripped), token by token.
+
+    `generate` runs in a worker thread holding the policy's lock, as `reply` does; a consumer that stops early
+    (a closed browser tab) stops the generation at the next token instead of letting it run to max_new_tokens."""
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    sampling.validate()
+    text = render_prompts(policy, [messages], sampling)[0]
+    tok = policy.tokenizer
+    batch = tok([text], return_tensors="pt", add_special_tokens=False).to(policy.device)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    class Stopped(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> bool:
+            return stop.is_set()
+
+    def run() -> None:
+        try:
+            with policy.using(adapter) as model, torch.inference_mode():
+                model.generate(**batch, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                               max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id,
+                               streamer=streamer, stopping_criteria=StoppingCriteriaList([Stopped()]))
+        except BaseException as exc:  # re-raised in the consumer's thread
+            failure.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=run, name="stream-reply", daemon=True)
+    worker.start()
+    so_far = ""
+    try:
+        for piece in streamer:
+            so_far += piece
+            yield so_far.strip()
+    finally:
+        stop.set()
+        worker.join()
+    if failure:
+        raise failure[0]

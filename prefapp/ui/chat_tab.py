@@ -2,12 +2,13 @@
 latest reply (stored as labelled completions that KTO rounds learn from), the aligned round to compare with, and
 (admin) which model writes new pairs.
 
-Model output is untrusted text: the transcripts are read-only textboxes, which show exactly the characters the
-model wrote.
+Replies stream in as the model writes them. Model output and messages are untrusted text: the chat views get HTML
+made by prefapp.ui.render (Markdown rendered on the server, any HTML in the text shown as text, no images drawn),
+with the Chatbot's own Markdown off (the text is parsed once) and its HTML sanitizer on.
 """
 
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import gradio as gr
 
@@ -16,13 +17,25 @@ from prefapp.ui.access import ADMIN, ANNOTATOR, on, page_load
 from prefapp.ui.common import PRIVATE, Update, aligned_dropdown, model_text, round_choices, round_name, toast_text, \
     user_errors
 from prefapp.ui.header import Header
+from prefapp.ui.render import markdown_html
 
 NO_ALIGNED = "No aligned model yet: train a round in the Train tab."
 
 
-def transcript(history: list[dict]) -> str:
-    """A chat history as plain text, one block per turn."""
-    return "\n\n".join(f"{'You' if m['role'] == 'user' else 'Model'}: {m['content']}" for m in history)
+def shown(history: list[dict]) -> list[dict]:
+    """A chat history ({"role", "content"} as the model saw it) as a Chatbot shows it: each turn rendered safely."""
+    return [{"role": m["role"], "content": markdown_html(m["content"])} for m in history]
+
+
+def reply(text: str) -> list[dict]:
+    """The assistant's turn so far; none before its first word (the user's turn shows at once)."""
+    return [{"role": "assistant", "content": text}] if text else []
+
+
+def chat_view(label: str, elem_id: str, placeholder: str | None = None) -> gr.Chatbot:
+    return gr.Chatbot(label=label, elem_id=elem_id, height=420, placeholder=placeholder, render_markdown=False,
+                      sanitize_html=True, allow_tags=False, feedback_options=None, buttons=["copy"],
+                      group_consecutive_messages=False)
 
 
 def set_generator_message(service: PrefService, which: str) -> str:
@@ -49,18 +62,16 @@ class ChatTab:
             self.rate_buttons: dict[tuple[str, bool], gr.Button] = {}
             with gr.Row(equal_height=True):
                 with gr.Column():
-                    self.base_chat = gr.Textbox(label="Base model", interactive=False, lines=14, max_lines=14,
-                                                autoscroll=True)
+                    self.base_chat = chat_view("Base model", "base-chat")
                     self._render_thumbs("base")
                 with gr.Column():
-                    self.aligned_chat = gr.Textbox(label="Aligned model", interactive=False, lines=14, max_lines=14,
-                                                   autoscroll=True, placeholder=NO_ALIGNED)
+                    self.aligned_chat = chat_view("Aligned model", "aligned-chat", placeholder=NO_ALIGNED)
                     self._render_thumbs("aligned")
             self.rated = gr.Markdown()
             with gr.Row():
                 self.message = gr.Textbox(label="Message to both models", scale=4, submit_btn=False)
                 self.send = gr.Button("Send", variant="primary", scale=1)
-                self.clear = gr.Button("Clear", scale=1)
+                self.clear = gr.Button("Clear both", scale=1)
             with gr.Row():
                 self.to_labeling = gr.Button("Label this chat: it and the message above become a prompt, its next "
                                              "two replies the next pair", size="sm")
@@ -82,7 +93,9 @@ class ChatTab:
         on(page_load(), self.on_load, None, [self.aligned_pick], role=ANNOTATOR, **PRIVATE)
         on([self.send.click, self.message.submit], self.on_chat, [self.message, self.base_history,
            self.aligned_history], view, role=ANNOTATOR, **PRIVATE)
-        on(self.clear.click, self.on_clear, None, view, role=ANNOTATOR, **PRIVATE)
+        # The chat views' own clear icons clear both sides and the histories too, as the button does.
+        on([self.clear.click, self.base_chat.clear, self.aligned_chat.clear], self.on_clear, None, view,
+           role=ANNOTATOR, **PRIVATE)
         rater = [self.label.annotator, self.base_history, self.aligned_history]
         for (side, good), button in self.rate_buttons.items():
             on(button.click, partial(self.on_rate, side, good), rater, [self.rated], role=ANNOTATOR, **PRIVATE)
@@ -94,15 +107,21 @@ class ChatTab:
         on(self.to_labeling.click, self.on_to_labeling, [self.message, self.base_history], [self.message],
            role=ADMIN, **PRIVATE)
 
-    def on_chat(self, message: str, base_history: list[dict], aligned_history: list[dict]) -> Update:
-        with user_errors():
-            base, aligned = self.service.chat(base_history, aligned_history, message)
+    def on_chat(self, message: str, base_history: list[dict], aligned_history: list[dict]) -> Iterator[Update]:
+        """Both replies streamed into the chat views; the histories are kept once the replies are complete."""
         turn = [{"role": "user", "content": message}]
+        base, aligned = "", None
+        with user_errors():
+            for base, aligned in self.service.chat_stream(base_history, aligned_history, message):
+                update = {self.base_chat: shown([*base_history, *turn, *reply(base)]), self.message: ""}
+                if aligned is not None:
+                    update[self.aligned_chat] = shown([*aligned_history, *turn, *reply(aligned)])
+                yield update
         base_history = [*base_history, *turn, {"role": "assistant", "content": base}]
         if aligned is not None:
             aligned_history = [*aligned_history, *turn, {"role": "assistant", "content": aligned}]
-        return {self.base_chat: transcript(base_history), self.aligned_chat: transcript(aligned_history),
-                self.base_history: base_history, self.aligned_history: aligned_history, self.message: ""}
+        yield {self.base_chat: shown(base_history), self.aligned_chat: shown(aligned_history),
+               self.base_history: base_history, self.aligned_history: aligned_history, self.message: ""}
 
     def on_rate(self, side: str, good: bool, annotator: str, base_history: list[dict],
                 aligned_history: list[dict]) -> str:
@@ -114,7 +133,7 @@ class ChatTab:
             return self.service.rate_reply(history[:-1], history[-1]["content"], good, annotator, side)
 
     def on_clear(self) -> Update:
-        return {self.base_chat: "", self.aligned_chat: "", self.base_history: [], self.aligned_history: [],
+        return {self.base_chat: [], self.aligned_chat: [], self.base_history: [], self.aligned_history: [],
                 self.message: ""}
 
     def on_load(self) -> gr.Dropdown:

@@ -1,5 +1,6 @@
-"""The page header: which model serves, who can reach the app (and the Hub sign-in button), the Space storage
-warning with its one-click export, and the backup button."""
+"""The page header, one compact line: which model serves and writes new pairs, who can reach the app (and the Hub
+sign-in button); on demand, the model's details, the Space storage warning with its one-click export, and the
+backup button."""
 
 import gradio as gr
 
@@ -7,7 +8,7 @@ from prefapp.hosting.auth import Access, HubLogin
 from prefapp.hosting.environment import access_text, storage_warning
 from prefapp.service import PrefService
 from prefapp.ui.access import ADMIN, ANNOTATOR, PUBLIC, declare, on, page_load
-from prefapp.ui.common import PRIVATE, model_text
+from prefapp.ui.common import PRIVATE, model_details, model_text
 from prefapp.ui.data_tab import export_message
 
 
@@ -21,27 +22,34 @@ class Header:
         self.rescue_button: gr.Button | None = None
 
     def render(self) -> None:
-        gr.Markdown("## prefapp - label pairs, train DPO, compare, repeat")
-        self.model_info = gr.Textbox(label="Model", value=model_text(self.service.model_info()), interactive=False)
+        """One compact line (model, access, sign-in); the details and the data-safety tools on demand."""
         config = self.service.config
         summary = self.accounts.summary() if self.accounts else None
         if self.accounts is not None:
             gr.HTML("", js_on_load=HIDE_DISABLED_TABS_JS, elem_id="access-tabs", padding=False)
-        with gr.Row():
-            self.access = gr.Textbox(label="Access", value=access_text(config.host, summary), interactive=False,
-                                     max_lines=1, scale=4)
+        with gr.Row(equal_height=True, elem_id="header-line"):
+            gr.HTML("<strong>prefapp</strong>", js_on_load=None, scale=0, min_width=70, elem_id="header-title")
+            self.model_info = gr.Textbox(model_text(self.service.model_info()), label="Model", show_label=False,
+                                         container=False, interactive=False, max_lines=1, scale=5,
+                                         elem_id="header-model")
+            self.access = gr.Textbox(access_text(config.host, summary), label="Access", show_label=False,
+                                     container=False, interactive=False, max_lines=1, scale=4, elem_id="header-access")
             if isinstance(self.accounts, HubLogin):  # gradio adds its OAuth routes (/login/huggingface) for it
-                self.login = gr.LoginButton(scale=1)
+                self.login = gr.LoginButton(scale=0, size="sm", min_width=180)
         warning = storage_warning(config.data_dir)
-        with gr.Accordion("Data safety", open=warning is not None, visible=True) as self.safety:
-            if warning:
-                gr.Textbox(label="Storage warning", value=warning, interactive=False, elem_id="storage-warning")
-                with gr.Row():
-                    self.rescue_repo = gr.Textbox(label="Hub dataset repo to push to (optional; needs HF_TOKEN)",
-                                                  placeholder="user/my-prefs", scale=3)
-                    self.rescue_button = gr.Button("Export now (and push)", variant="stop", scale=1)
-            self.backup_button = gr.Button("Back up the database now (a consistent copy while the app runs)")
-            self.safety_result = gr.Textbox(label="Backup or export result", interactive=False, lines=2)
+        label = "Details: model, access, data safety" + (" (storage warning)" if warning else "")
+        with gr.Accordion(label, open=warning is not None, elem_id="header-details"):
+            gr.Textbox(model_details(self.service.model_info()), label="Model details", interactive=False,
+                       max_lines=3)
+            with gr.Column() as self.safety:
+                if warning:
+                    gr.Textbox(label="Storage warning", value=warning, interactive=False, elem_id="storage-warning")
+                    with gr.Row():
+                        self.rescue_repo = gr.Textbox(label="Hub dataset repo to push to (optional; needs HF_TOKEN)",
+                                                      placeholder="user/my-prefs", scale=3)
+                        self.rescue_button = gr.Button("Export now (and push)", variant="stop", scale=1)
+                self.backup_button = gr.Button("Back up the database now (a consistent copy while the app runs)")
+                self.safety_result = gr.Textbox(label="Backup or export result", interactive=False, lines=2)
 
     @property
     def admin_only(self) -> list:

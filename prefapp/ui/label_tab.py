@@ -1,7 +1,8 @@
 """The Label tab: the pair on screen, the vote buttons with keyboard shortcuts, skip and undo, an optional reason
 or written better response, the guidelines, labelling progress, and the shared sampling settings (admin).
 
-The guidelines are Markdown written by whoever runs the app (trusted); prompts and responses are untrusted.
+The guidelines are Markdown written by whoever runs the app (trusted); prompts and responses are untrusted and
+shown through prefapp.ui.render (Markdown rendered on the server, HTML in them shown as text, no images drawn).
 """
 
 import html
@@ -15,6 +16,7 @@ from prefapp.service import PrefService
 from prefapp.store import VoteCounts
 from prefapp.ui.access import ADMIN, ANNOTATOR, on, page_load
 from prefapp.ui.common import PRIVATE, Update, user_errors
+from prefapp.ui.render import markdown_html
 
 VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 SHORTCUTS = {"A": "1", "B": "2", "tie": "3", "both_bad": "4", "skip": "s", "undo": "u"}  # key per action
@@ -69,6 +71,12 @@ def progress_markdown(progress: Progress) -> str:
     return " · ".join(parts)
 
 
+def shown_markdown(label: str, elem_id: str, min_height: int = 160, max_height: int = 500) -> gr.HTML:
+    """A labelled, read-only box for untrusted text rendered by prefapp.ui.render.markdown_html."""
+    return gr.HTML("", label=label, show_label=True, container=True, padding=True, js_on_load=None, elem_id=elem_id,
+                   elem_classes=["shown-markdown"], min_height=min_height, max_height=max_height)
+
+
 def source_text(source: str) -> str:
     return SOURCE_WORDS.get(source, source)
 
@@ -93,10 +101,10 @@ class LabelTab:
                                        interactive=False, precision=0, scale=1)
         with gr.Row():
             with gr.Column(scale=4):
-                self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12)
+                self.prompt = shown_markdown("Prompt", "prompt", min_height=60, max_height=300)
                 with gr.Row(equal_height=True):
-                    self.response_a = gr.Textbox(label="Response A", interactive=False, lines=6, max_lines=20)
-                    self.response_b = gr.Textbox(label="Response B", interactive=False, lines=6, max_lines=20)
+                    self.response_a = shown_markdown("Response A", "response-a")
+                    self.response_b = shown_markdown("Response B", "response-b")
             with gr.Column(scale=1, min_width=220):
                 self.guidelines = gr.Markdown(self.service.config.labeling.guidelines, label="Guidelines")
 
@@ -144,7 +152,10 @@ class LabelTab:
         # No progress overlay: drawing it on every output cost more than the vote itself (the status line says
         # when the next pair is being generated).
         label = dict(**LABEL_CONCURRENCY, show_progress="hidden", **PRIVATE)
-        on([self.annotator.submit, self.annotator.blur], self.on_annotator, self.name_inputs, self.vote_view,
+        on(self.annotator.submit, self.on_annotator, self.name_inputs, self.vote_view, role=ANNOTATOR, **label)
+        # Leaving the box only recounts: an event whose outputs include the pair's HTML views re-renders them, and
+        # a click that left the box (on a vote button, say) was lost in that re-render (seen in Chromium).
+        on(self.annotator.blur, self.on_name_left, self.name_inputs, [self.my_votes, self.all_votes, self.status],
            role=ANNOTATOR, **label)
         for choice, button in self.vote_buttons.items():
             on(button.click, partial(self.on_vote, choice), [self.pair_id, self.annotator, self.reason, self.written],
@@ -176,6 +187,15 @@ class LabelTab:
         with user_errors():
             pair = self.service.next_pair(annotator)
         return {**self._pair_update(pair, annotator), self.status: "Read the prompt and both responses, then pick."}
+
+    def on_name_left(self, annotator: str, pair_id: str) -> Update:
+        if not annotator.strip():
+            return {self.status: "Enter your name to get the first pair."}
+        if not pair_id:
+            return {self.status: "Press Enter in the name box to get your first pair."}
+        with user_errors():
+            counts = self.service.counts(annotator)
+        return {self.my_votes: counts.mine, self.all_votes: counts.total}
 
     def on_next_pair(self, annotator: str) -> Iterator[Update]:
         if self.service.ready_pairs() == 0:  # the model must run first: say so instead of freezing
@@ -213,8 +233,9 @@ class LabelTab:
 
     def _pair_update(self, pair: Any, annotator: str, counts: VoteCounts | None = None) -> Update:
         counts = counts or self.service.counts(annotator)
-        return {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
-                self.response_b: pair.response_b, self.written_by: pair.generator, self.my_votes: counts.mine,
+        return {self.pair_id: pair.pair_id, self.prompt: markdown_html(pair.prompt),
+                self.response_a: markdown_html(pair.response_a), self.response_b: markdown_html(pair.response_b),
+                self.written_by: pair.generator, self.my_votes: counts.mine,
                 self.all_votes: counts.total, self.label_progress: progress_markdown(self.service.progress())}
 
     def _blank_pair(self) -> Update:
