@@ -565,21 +565,14 @@ class PrefService(EvalIntents, LabelingIntents):
 
     def chat_stream(self, base_history: list[dict], aligned_history: list[dict], message: str
                     ) -> Iterator[tuple[str, str | None]]:
-        """`chat`, streamed: (base reply so far, aligned reply so far or None without a round), the base first;
-        the first item, ("", ...), comes before the model runs."""
-        turn = generation.as_messages(message)
-        aligned_adapter, sampling = self.aligned, self.sampling  # one message, one setting, even if changed meanwhile
+        """`chat`, streamed: (base reply so far, aligned so far or None without a round); the first item at once."""
+        turn, aligned, sampling = generation.as_messages(message), self._chat_adapter(), self.sampling
         base = ""
-        yield base, None if aligned_adapter is None else ""  # at once: the model may be busy writing pairs
-        for base in generation.stream_reply(self.policy, base_history + turn, sampling, adapter=None):
-            yield base, None if aligned_adapter is None else ""
-        if aligned_adapter is None:
-            yield base, None
-            return
-        aligned = ""
-        for aligned in generation.stream_reply(self.policy, aligned_history + turn, sampling, adapter=aligned_adapter):
-            yield base, aligned
-        yield base, aligned
+        yield base, None if aligned is None else ""  # before the model runs: it may be busy writing pairs
+        for base in self.backend.stream(base_history + turn, sampling):
+            yield base, None if aligned is None else ""
+        for text in [] if aligned is None else self.backend.stream(aligned_history + turn, sampling, adapter=aligned):
+            yield base, text
 
 
 def _view(pair, source: str) -> PairView:

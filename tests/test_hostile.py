@@ -143,6 +143,9 @@ def test_hostile_text_is_shown_as_text_everywhere(page, hostile_service: PrefSer
     expect(page.get_by_role("gridcell", name=NAME, exact=True).first).to_be_visible(timeout=TIMEOUT_MS)
     clean(page, loopback)
 
+    page.get_by_role("tab", name="Evaluate").click()  # held-out comparisons: plain text views
+    clean(page, loopback)
+
     page.get_by_role("tab", name="Chat").click()  # the message, rendered as Markdown, and the streamed reply
     chat, message = page.locator("#base-chat"), page.get_by_label("Message to both models")
     message.fill(IMPORTED)
@@ -152,6 +155,7 @@ def test_hostile_text_is_shown_as_text_everywhere(page, hostile_service: PrefSer
     expect(chat.locator("pre code")).to_contain_text(f"<img src='{LOOPBACK}/code.png'>")  # code shows as code
     expect(chat).to_contain_text("[image: x]")  # an image is named, not drawn
     expect(chat.locator(".bot-row")).to_have_count(1, timeout=FIRST_PAIR_MS)  # after the model's queue work
+    expect(message).to_have_value("", timeout=FIRST_PAIR_MS)  # the reply is complete
     clean(page, loopback)
     page.get_by_role("button", name="Clear both").click()  # the demo model's context holds one payload at a time
     expect(chat.locator(".bot-row")).to_have_count(0)

@@ -91,7 +91,7 @@ class LocalGenerator:
         return generation.sample(self.policy, prompts, sampling, num_samples=num_samples, adapter=adapter, seed=seed)
 
     def stream(self, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> Iterator[str]:
-        return _stream_local(self.policy, generation.as_messages(messages), sampling, adapter)
+        return generation.stream_reply(self.policy, generation.as_messages(messages), sampling, adapter)
 
     def add_adapter(self, name: str, path: str | Path) -> None:
         self.policy.load_adapter(name, path)
@@ -303,40 +303,6 @@ class OpenAIGenerator:
         return GeneratorError(
             f"the generation server {self.backend} is not answering ({type(exc).__name__}) after {self.retries} "
             "tries: start it (or fix --generator-url); pairs already queued can still be labelled and no vote is lost")
-
-
-def _stream_local(policy: Policy, messages: Messages, sampling: SamplingConfig, adapter: str | None) -> Iterator[str]:
-    """The in-process reply as it grows: `generate` runs in a thread (holding the policy's lock) feeding a streamer."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    sampling.validate()
-    text = generation.render_prompts(policy, [messages], sampling)[0]
-    tok = policy.tokenizer
-    batch = tok([text], return_tensors="pt", add_special_tokens=False).to(policy.device)
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600.0)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with policy.using(adapter) as model, torch.inference_mode():
-                model.generate(**batch, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                               max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id,
-                               streamer=streamer)
-        except BaseException as exc:  # re-raised in the reader's thread
-            failure.append(exc)
-            streamer.end()
-
-    worker = threading.Thread(target=run, name="stream-reply", daemon=True)
-    worker.start()
-    so_far = ""
-    for piece in streamer:
-        so_far += piece
-        if so_far.strip():
-            yield so_far.strip()
-    worker.join()
-    if failure:
-        raise failure[0]
 
 
 class _Retry(Exception):

@@ -131,7 +131,8 @@ def stream_reply(
     try:
         for piece in streamer:
             so_far += piece
-            yield so_far.strip()
+            if so_far.strip():  # nothing to show before the first visible character
+                yield so_far.strip()
     finally:
         stop.set()
         worker.join()

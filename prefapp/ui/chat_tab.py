@@ -108,12 +108,13 @@ class ChatTab:
            role=ADMIN, **PRIVATE)
 
     def on_chat(self, message: str, base_history: list[dict], aligned_history: list[dict]) -> Iterator[Update]:
-        """Both replies streamed into the chat views; the histories are kept once the replies are complete."""
+        """Both replies streamed into the chat views; once they are complete the histories are kept and the message
+        box is emptied (so an emptied box means the chat is ready for the next message)."""
         turn = [{"role": "user", "content": message}]
         base, aligned = "", None
         with user_errors():
             for base, aligned in self.service.chat_stream(base_history, aligned_history, message):
-                update = {self.base_chat: shown([*base_history, *turn, *reply(base)]), self.message: ""}
+                update = {self.base_chat: shown([*base_history, *turn, *reply(base)])}
                 if aligned is not None:
                     update[self.aligned_chat] = shown([*aligned_history, *turn, *reply(aligned)])
                 yield update
