@@ -563,17 +563,6 @@ class PrefService(EvalIntents, LabelingIntents):
         again = "" if result.added else " (it was already a prompt; it gets one more pair)"
         return f"Sent to labelling ({turns}){again}: the next pair is two replies to it."
 
-    def chat_stream(self, base_history: list[dict], aligned_history: list[dict], message: str
-                    ) -> Iterator[tuple[str, str | None]]:
-        """`chat`, streamed: (base reply so far, aligned so far or None without a round); the first item at once."""
-        turn, aligned, sampling = generation.as_messages(message), self._chat_adapter(), self.sampling
-        base = ""
-        yield base, None if aligned is None else ""  # before the model runs: it may be busy writing pairs
-        for base in self.backend.stream(base_history + turn, sampling):
-            yield base, None if aligned is None else ""
-        for text in [] if aligned is None else self.backend.stream(aligned_history + turn, sampling, adapter=aligned):
-            yield base, text
-
 
 def _view(pair, source: str) -> PairView:
     return PairView(pair.id, prompt_text(pair.prompt), pair.response_a, pair.response_b, pair.adapter_id or "base",

@@ -22,9 +22,11 @@ def replies(backend: Generator, sampling: SamplingConfig, aligned: str | None, b
 
 def stream(backend: Generator, sampling: SamplingConfig, aligned: str | None, base_history: Messages,
            aligned_history: Messages, message: str) -> Iterator[tuple[str, str | None]]:
-    """`replies`, streamed: (base so far, aligned so far; None without a usable round), the base first."""
+    """`replies`, streamed: (base so far, aligned so far; None without a usable round), the base first; the first
+    item, ("", ...), comes before the model runs, so a chat view can show the user's turn at once."""
     turn = as_messages(message)
     base = ""
+    yield base, None if aligned is None else ""  # at once, before the model runs: it may be busy writing pairs
     for base in backend.stream(base_history + turn, sampling, adapter=None):
         yield base, None if aligned is None else ""
     if aligned is None:
