@@ -1,7 +1,11 @@
-"""The store: one DuckDB file behind the `Store` class (all SQL, `?` parameters, a cursor per thread,
-serialized writes), its recorded migrations, and the dataclasses its methods return.
+"""The store: one DuckDB file behind the `Store` class (`store.py`: the connection, a cursor per thread,
+serialized writes, prompts, pairs, votes and rounds), with the SQL of each later concern in a mixin beside it
+(`counting`: resolution and quality figures in SQL, vote tallies; `evals`: held-out prompts, eval pairs and votes;
+`feedback`: labelled completions; `imports`: imported preference pairs; `selection`: why a pair was served;
+`durability`: checkpoints and the lost-data check), its recorded migrations (`migrations`) and the dataclasses its
+methods return (`records`). All SQL of prefapp lives here, always with `?` parameters.
 
-May import: `prefapp.config` only.
+May import: `prefapp.config` and `prefapp.errors` only.
 """
 
 from prefapp.store.feedback import AddCompletionsResult, LabelledCompletion
