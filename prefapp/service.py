@@ -17,6 +17,7 @@ from typing import Iterator
 from datasets import Dataset
 
 from prefapp.labeling import chat, generation
+from prefapp.labeling.generation import prompt_text
 from prefapp.labeling.backends import Generator, LocalGenerator, open_generator
 from prefapp.config import AppConfig, ConfigError, DEMO_EVAL_PROMPTS_PATH, DEMO_PROMPTS_PATH, SamplingConfig
 from prefapp.evaluation.heldout import add_labelling_prompts
@@ -83,13 +84,6 @@ class DataSummary:
     both_bad: int
     preview: list[dict]  # a few rows as {"prompt", "chosen", "rejected"} strings
     imported: dict[str, int] = field(default_factory=dict)  # imported pairs by source (pair_import)
-
-
-def prompt_text(messages: list[dict]) -> str:
-    """A single user turn reads as itself; a conversation as 'role: content' blocks."""
-    if len(messages) == 1:
-        return messages[0]["content"]
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 class PrefService(EvalIntents, LabelingIntents, TrainingIntents):

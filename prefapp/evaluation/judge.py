@@ -21,9 +21,11 @@ from prefapp.evaluation.queue import BASE, EvalQueue, adapter_of
 from prefapp.evaluation.stats import (Strength, Verdict, WinRate, bradley_terry, length_controlled_win_rate, tally,
                                       verdict)
 from prefapp.labeling.backends import Generator, LocalGenerator
+from prefapp.labeling.generation import prompt_text
 from prefapp.models import Policy
 from prefapp.store import Store
 from prefapp.store.evals import EvalPair, EvalVote
+from prefapp.training.rounds import round_adapter_name
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ class Evaluation:
             log.info("round %d: automatic checks skipped: pairs come from %s (run them with --generator local)",
                      round_id, self.generator.backend)
             return None
-        checks = run_checks(self.policy, [p.messages for p in prompts], sampling, round_policy(round_id))
+        checks = run_checks(self.policy, [p.messages for p in prompts], sampling, round_adapter_name(round_id))
         self.store.set_round_checks(round_id, checks.to_dict())
         log.info("round %d checks: %s", round_id, checks.summary())
         return checks
@@ -189,7 +191,7 @@ class Evaluation:
     def gate(self, round_id: int, generator: str | None) -> GateDecision:
         """May this round replace the current generator? Its verdict against the generator (against the base when
         nobody has compared those two yet) and its checks decide."""
-        name = round_policy(round_id)
+        name = round_adapter_name(round_id)
         current = generator if generator and generator != name else BASE
         report = self.report(current, name, bootstrap=0)
         if report.win.n == 0 and current != BASE:
@@ -226,17 +228,10 @@ def simulate_judging(evaluation: Evaluation, a: str, b: str, n: int, sampling: S
     try:
         for _ in range(n):
             pair, _ = evaluation.serve(annotator, a, b, sampling)
-            choice = judge(_prompt_text(pair.prompt), pair.response_a, pair.response_b)
+            choice = judge(prompt_text(pair.prompt), pair.response_a, pair.response_b)
             evaluation.vote(pair.id, choice, annotator, judge=SIMULATED, with_report=False)
     finally:
         evaluation.queue.resize(evaluation.config.queue_target, evaluation.config.queue_batch)
     return evaluation.report(a, b, judge=SIMULATED, bootstrap=bootstrap)
 
 
-def _prompt_text(messages: list[dict]) -> str:
-    return messages[-1]["content"] if len(messages) == 1 else "\n\n".join(
-        f"{m['role']}: {m['content']}" for m in messages)
-
-
-def round_policy(round_id: int) -> str:
-    return f"round-{int(round_id)}"

@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 Messages = list[dict]  # [{"role": "user", "content": "..."}], the chat-template format
 
 
+def prompt_text(messages: Messages) -> str:
+    """A single user turn reads as itself; a conversation as 'role: content' blocks."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
 def as_messages(prompt: str | Messages) -> Messages:
     """A plain string is one user turn; a message list is validated and returned as is."""
     if isinstance(prompt, str):

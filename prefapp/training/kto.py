@@ -33,6 +33,7 @@ from prefapp.config import ConfigError, TrainConfig
 from prefapp.preferences.resolve import ExportOptions, preference_dataset
 from prefapp.training.dpo import (CHECKPOINTS, _load, _logged_rows, _lora_config, _plan, _quiet_progress_bars,
                                   _save, _trainable_sha256, _write_round_file, last_checkpoint)
+from prefapp.training.preflight import token_ids as _ids
 from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
 
 log = logging.getLogger(__name__)
@@ -152,10 +153,6 @@ def kto_preflight(dataset: Dataset, counts: KTOCounts, config: TrainConfig, toke
     weights = balance_weights(counts.desirable, counts.undesirable)
     return KTOPreflight(counts, weights, config.max_length, truncated, dropped, max(16, math.ceil(keep / 16) * 16),
                         errors, warnings)
-
-
-def _ids(tokenizer: Any, messages: list[dict], **kwargs: Any) -> list[int]:
-    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"])
 
 
 def check_kto_inputs(dataset: Dataset, config: TrainConfig) -> None:

@@ -255,16 +255,16 @@ def _data_issues(d: DataCheck) -> list[Issue]:
 # --- lengths -----------------------------------------------------------------------------------------------------
 
 
-def _ids(tokenizer: Any, messages: list[dict], **kwargs: Any) -> list[int]:
+def token_ids(tokenizer: Any, messages: list[dict], **kwargs: Any) -> list[int]:
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)
     return list(out["input_ids"])
 
 
 def _tokenize(row: dict, tokenizer: Any) -> tuple[list[int], list[int], list[int]]:
     """(prompt, chosen, rejected) token ids the way TRL builds them: answers are what follows the prompt prefix."""
-    prompt = _ids(tokenizer, row["prompt"], add_generation_prompt=True)
-    chosen = _ids(tokenizer, row["prompt"] + row["chosen"])
-    rejected = _ids(tokenizer, row["prompt"] + row["rejected"])
+    prompt = token_ids(tokenizer, row["prompt"], add_generation_prompt=True)
+    chosen = token_ids(tokenizer, row["prompt"] + row["chosen"])
+    rejected = token_ids(tokenizer, row["prompt"] + row["rejected"])
     return prompt, chosen[len(prompt):], rejected[len(prompt):]
 
 
