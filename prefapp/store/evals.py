@@ -8,7 +8,6 @@ pick one up by accident.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import uuid
@@ -16,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from prefapp.store.records import (_PROMPT_COLS, Prompt, _canonical, _check_annotator, _check_choice, _json_dict,
-                                   _now, _prompt, _utc, to_messages)
+from prefapp.store.records import (_PROMPT_COLS, Prompt, _check_annotator, _check_choice, _json_dict, _now, _prompt,
+                                   _utc, parse_prompts)
+from prefapp.store.records import prompt_hash  # noqa: F401 - evaluation.heldout reads it from here
 
 JUDGES = ("human", "simulated")  # who voted: a person in the Evaluate tab, or the demo task's simulated annotator
 
@@ -90,11 +90,6 @@ def _eval_vote(row: tuple) -> EvalVote:
                     _utc(at))
 
 
-def prompt_hash(messages: list[dict]) -> str:
-    """The stable hash of a prompt: sha256 of its canonical JSON (what `prompts.hash` stores)."""
-    return hashlib.sha256(_canonical(messages).encode()).hexdigest()
-
-
 class EvalStore:
     """Store methods for evaluation; mixed into `Store`, which provides `_cur()` and `_write()`."""
 
@@ -102,21 +97,8 @@ class EvalStore:
 
     def add_eval_prompts(self, prompts: Sequence[str | list[dict]], source: str) -> EvalPromptsResult:
         """Store held-out prompts; ones already stored (in either set) and invalid ones are skipped and counted."""
-        if not isinstance(source, str) or not source.strip():
-            raise ValueError("source is empty: say where the eval prompts came from, e.g. 'file:heldout.jsonl'")
-        fresh: dict[str, str] = {}
-        invalid, errors, batch_dups = 0, [], 0
-        for i, prompt in enumerate(prompts, 1):
-            try:
-                messages = to_messages(prompt)
-            except ValueError as e:
-                invalid += 1
-                if len(errors) < 20:
-                    errors.append(f"prompt {i}: {e}")
-                continue
-            digest = prompt_hash(messages)
-            batch_dups += digest in fresh
-            fresh.setdefault(digest, json.dumps(messages, ensure_ascii=False))
+        parsed = parse_prompts(prompts, source, what="eval prompts")
+        fresh, batch_dups, invalid, errors = parsed.fresh, parsed.batch_duplicates, parsed.invalid, parsed.errors
         if not fresh:
             return EvalPromptsResult(0, batch_dups, 0, invalid, errors)
         with self._write() as cur:

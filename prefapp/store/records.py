@@ -3,8 +3,9 @@ column lists and row converters kept beside them, and the input checks every wri
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from prefapp.config import CHOICES
 
 ROLES = ("system", "user", "assistant")  # chat-template roles a stored prompt may use
 MAX_ANNOTATOR_LEN = 100  # long enough for "name (team)", short enough for a leaderboard cell
+MAX_REPORTED_ERRORS = 20  # a 10k-line bad file should not produce a 10k-line warning
 
 # ---------------------------------------------------------------------------------------------
 # What the store returns. Frozen: a caller cannot change a stored fact by mutating a result.
@@ -224,3 +226,36 @@ def _json_dict(value: dict, what: str) -> str:
         raise ValueError(f"{what} must hold only JSON values (str, number, bool, list, dict): {e}") from e
 
 
+def prompt_hash(messages: list[dict]) -> str:
+    """The stable hash of a prompt: sha256 of its canonical JSON (what `prompts.hash` stores)."""
+    return hashlib.sha256(_canonical(messages).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedPrompts:
+    fresh: dict[str, str]  # hash -> messages JSON, in input order, each prompt once
+    batch_duplicates: int  # prompts repeated within this batch
+    invalid: int
+    errors: list[str]  # one line per invalid prompt (at most MAX_REPORTED_ERRORS), then a count of the rest
+
+
+def parse_prompts(prompts: Sequence[str | list[dict]], source: str, what: str = "prompts") -> ParsedPrompts:
+    """Check a batch of prompts for a store write: clean messages keyed by hash, invalid ones counted with reasons."""
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"source is empty: say where the {what} came from, e.g. 'typed' or 'file:x.jsonl'")
+    fresh: dict[str, str] = {}
+    invalid, errors, batch_dups = 0, [], 0
+    for i, prompt in enumerate(prompts, 1):
+        try:
+            messages = to_messages(prompt)
+        except ValueError as e:
+            invalid += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"prompt {i}: {e}")
+            continue
+        digest = prompt_hash(messages)
+        batch_dups += digest in fresh
+        fresh.setdefault(digest, json.dumps(messages, ensure_ascii=False))
+    if invalid > MAX_REPORTED_ERRORS:
+        errors.append(f"... and {invalid - MAX_REPORTED_ERRORS} more invalid prompts")
+    return ParsedPrompts(fresh, batch_dups, invalid, errors)

@@ -39,12 +39,12 @@ from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATI
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
     VoteResult, _canonical, _check_annotator, _check_choice, _json_dict, _now, _pair, _prompt, _round, _transaction,
-    _vote, to_messages,
+    _vote, parse_prompts, to_messages,
 )
+from prefapp.store.records import MAX_REPORTED_ERRORS  # noqa: F401 - tests and callers read it from here
 
 log = logging.getLogger(__name__)
 
-MAX_REPORTED_ERRORS = 20  # a 10k-line bad file should not produce a 10k-line warning
 INTERRUPTED_ERROR = "interrupted (the app stopped during training)"
 ROUND_STATUSES = ("running", "finished", "failed", "cancelled")
 
@@ -170,25 +170,10 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
 
     def add_prompts(self, prompts: Sequence[str | list[dict]], source: str) -> AddPromptsResult:
         """Store new prompts from one source, skipping invalid ones and ones already stored."""
-        if not isinstance(source, str) or not source.strip():
-            raise ValueError("source is empty: say where the prompts came from, e.g. 'typed' or 'file:x.jsonl'")
-        fresh: dict[str, str] = {}  # hash -> messages JSON, in input order
-        invalid, errors, batch_dups = 0, [], 0
-        for i, prompt in enumerate(prompts, 1):
-            try:
-                messages = to_messages(prompt)
-            except ValueError as e:
-                invalid += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.append(f"prompt {i}: {e}")
-                continue
-            digest = hashlib.sha256(_canonical(messages).encode()).hexdigest()
-            batch_dups += digest in fresh
-            fresh.setdefault(digest, json.dumps(messages, ensure_ascii=False))
-        if invalid > MAX_REPORTED_ERRORS:
-            errors.append(f"... and {invalid - MAX_REPORTED_ERRORS} more invalid prompts")
-        added = self._insert_prompts(fresh, source.strip())
-        return AddPromptsResult(added, batch_dups + len(fresh) - added, invalid, errors)
+        parsed = parse_prompts(prompts, source)
+        added = self._insert_prompts(parsed.fresh, source.strip())
+        return AddPromptsResult(added, parsed.batch_duplicates + len(parsed.fresh) - added, parsed.invalid,
+                                parsed.errors)
 
     def _insert_prompts(self, fresh: dict[str, str], source: str) -> int:
         if not fresh:
