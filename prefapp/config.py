@@ -19,6 +19,11 @@ DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct m
 CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
 TRAIN_METHODS = ("dpo", "kto")  # DPO on pairs; KTO on single-sided labels (pairs unpaired, thumbs, both-bad)
 SELECTION_MODES = ("coverage", "active")  # how the pair queue picks what to serve (prefapp.labeling.active)
+# The values TRL's DPOConfig.loss_type documents; checked with the other settings so a typo fails before a model loads.
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,9 @@ class TrainConfig:
     save_steps: int = 50  # checkpoint every N steps (and on cancel) so a round can resume; 0: only on cancel
     method: str = "dpo"  # "dpo": preference pairs; "kto": every labelled completion (prefapp.training.kto)
 
-    def validate(self, n_pairs: int | None = None) -> None:
+    def __post_init__(self) -> None:
+        # Checked once, when the config is built (a form, the API, the CLI, a stored round): an invalid TrainConfig
+        # cannot exist, so nothing downstream checks these ranges again. What depends on the data is check_pairs().
         if not 0.0 < self.beta <= 10.0:
             raise ConfigError(f"beta={self.beta} must be in (0, 10]: start with 0.1 (higher stays closer to the base model)")
         if not 1e-8 <= self.learning_rate <= 1e-2:
@@ -146,15 +153,19 @@ class TrainConfig:
             raise ConfigError(f"lora_alpha={self.lora_alpha} must be positive, e.g. twice lora_r")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout={self.lora_dropout} must be in [0, 1), e.g. 0.0 or 0.05")
+        if self.loss_type not in DPO_LOSS_TYPES:
+            raise ConfigError(f"loss_type={self.loss_type!r} is unknown: use one of {', '.join(DPO_LOSS_TYPES)}")
         if self.method not in TRAIN_METHODS:
             raise ConfigError(f"method={self.method!r} is unknown: use 'dpo' (pairs) or 'kto' (labelled completions)")
         if self.save_steps < 0:
             raise ConfigError(f"save_steps={self.save_steps} must be >= 0: 0 checkpoints only on cancel, e.g. 50")
-        if n_pairs is not None:
-            if n_pairs == 0:
-                raise ConfigError("there are no preference pairs to train on: label some pairs (A or B), then export")
-            if self.batch_size > n_pairs:
-                raise ConfigError(f"batch_size={self.batch_size} is larger than the {n_pairs} pairs: use at most {n_pairs}")
+
+    def check_pairs(self, n_pairs: int) -> None:
+        """Raise ConfigError naming the fix when these settings cannot train on `n_pairs` pairs (or rows)."""
+        if n_pairs == 0:
+            raise ConfigError("there are no preference pairs to train on: label some pairs (A or B), then export")
+        if self.batch_size > n_pairs:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than the {n_pairs} pairs: use at most {n_pairs}")
 
     def with_rank(self, lora_r: int) -> "TrainConfig":
         """This config with LoRA rank `lora_r` and the alpha that goes with it (LORA_ALPHA_PER_RANK x rank)."""

@@ -1,4 +1,5 @@
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -7,7 +8,7 @@ from prefapp.config import AppConfig, ConfigError, SamplingConfig, TrainConfig
 
 def test_defaults_are_valid():
     SamplingConfig().validate()
-    TrainConfig().validate(n_pairs=100)
+    TrainConfig().check_pairs(100)
 
 
 @pytest.mark.parametrize(
@@ -21,18 +22,39 @@ def test_defaults_are_valid():
         ({"max_length": 4}, "fits prompt + answer"),
         ({"lora_r": 0}, "1..1024"),
         ({"lora_dropout": 1.0}, "[0, 1)"),
+        ({"loss_type": "sigmod"}, "ipo"),
+        ({"method": "ipo"}, "'dpo' (pairs)"),
     ],
 )
 def test_absurd_training_settings_name_the_fix(kwargs, fix):
-    with pytest.raises(ConfigError, match=re.escape(fix)):
-        TrainConfig(**kwargs).validate()
+    with pytest.raises(ConfigError, match=re.escape(fix)):  # refused when built: an invalid TrainConfig cannot exist
+        TrainConfig(**kwargs)
+    with pytest.raises(ConfigError, match=re.escape(fix)):  # also when derived from a valid one
+        replace(TrainConfig(), **kwargs)
+
+
+def test_training_settings_are_checked_once_per_round(tmp_path, monkeypatch):
+    """A round's settings are checked when its TrainConfig is built, and nowhere after: count the checks."""
+    calls = []
+    check = TrainConfig.__post_init__
+    monkeypatch.setattr(TrainConfig, "__post_init__", lambda self: (calls.append(1), check(self))[1])
+    config = TrainConfig(batch_size=2)
+    assert len(calls) == 1
+    from datasets import Dataset
+
+    from prefapp.training.job import TrainingJob
+
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": "a"}],
+             "rejected": [{"role": "assistant", "content": "b"}]} for i in range(4)]
+    TrainingJob(tmp_path / "no-model", Dataset.from_list(rows), config, tmp_path / "out")  # checks inputs, not started
+    assert len(calls) == 1
 
 
 def test_batch_larger_than_data_and_no_data():
     with pytest.raises(ConfigError, match="at most 3"):
-        TrainConfig(batch_size=8).validate(n_pairs=3)
+        TrainConfig(batch_size=8).check_pairs(3)
     with pytest.raises(ConfigError, match="label some pairs"):
-        TrainConfig().validate(n_pairs=0)
+        TrainConfig().check_pairs(0)
 
 
 @pytest.mark.parametrize(

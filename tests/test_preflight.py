@@ -62,16 +62,13 @@ def test_preview_is_the_exact_chat_template_text(tok, model_config):
 
 
 @pytest.mark.parametrize("config, n_pairs, level, fix", [
-    (TrainConfig(beta=0.0), 100, "error", "start with 0.1"),
-    (TrainConfig(beta=-1.0), 100, "error", "beta"),
-    (TrainConfig(loss_type="sigmod"), 100, "error", "ipo"),
     (TrainConfig(batch_size=64), 10, "error", "use at most 10"),
     (TrainConfig(learning_rate=5e-3 * 1.5), 100, "warning", "sane range"),
     (TrainConfig(learning_rate=1e-7), 100, "warning", "try 0.0005"),
     (TrainConfig(batch_size=8, num_epochs=1), 16, "warning", "optimizer step"),
     (TrainConfig(num_epochs=10), 100, "warning", "overfit"),
     (TrainConfig(max_length=4096), 100, "warning", "context of 256"),
-], ids=["beta0", "beta<0", "loss-typo", "batch>data", "lr-high", "lr-low", "few-steps", "epochs", "context"])
+], ids=["batch>data", "lr-high", "lr-low", "few-steps", "epochs", "context"])
 def test_hyperparameters_get_messages_that_name_the_fix(config, n_pairs, level, fix):
     issues = check_hyperparameters(config, n_pairs, params=4_000_000, context_length=256)
     assert any(i.level == level and fix in i.message for i in issues), issues

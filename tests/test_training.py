@@ -109,20 +109,20 @@ NO_MODEL = Path("/nonexistent/model")  # loading this would raise FileNotFoundEr
 @pytest.mark.parametrize(
     "rows, config, expected",
     [
-        (preference_rows(), TrainConfig(beta=0.0, batch_size=4), "beta"),
-        (preference_rows(), TrainConfig(loss_type="sigmod", batch_size=4), "loss_type"),
-        (preference_rows(4), TrainConfig(batch_size=8), "at most 4"),
-        ([{"prompt": r["prompt"], "chosen": r["chosen"]} for r in preference_rows(4)], TrainConfig(batch_size=2),
+        (preference_rows(), {"beta": 0.0, "batch_size": 4}, "beta"),
+        (preference_rows(), {"loss_type": "sigmod", "batch_size": 4}, "loss_type"),
+        (preference_rows(4), {"batch_size": 8}, "at most 4"),
+        ([{"prompt": r["prompt"], "chosen": r["chosen"]} for r in preference_rows(4)], {"batch_size": 2},
          "rejected"),
-        ([{"prompt": "hi", "chosen": "a", "rejected": "b"}] * 4, TrainConfig(batch_size=2), "conversational"),
-        ([{**r, "chosen": r["chosen"] * 2} for r in preference_rows(4)], TrainConfig(batch_size=2),
+        ([{"prompt": "hi", "chosen": "a", "rejected": "b"}] * 4, {"batch_size": 2}, "conversational"),
+        ([{**r, "chosen": r["chosen"] * 2} for r in preference_rows(4)], {"batch_size": 2},
          "one assistant message"),
     ],
     ids=["beta", "loss_type", "batch>pairs", "missing-column", "plain-strings", "two-answers"],
 )
 def test_bad_inputs_raise_before_loading(tmp_path, rows, config, expected):
-    with pytest.raises(ValueError, match=expected):
-        train_dpo(NO_MODEL, Dataset.from_list(rows), config, tmp_path / "out")
+    with pytest.raises(ValueError, match=expected):  # bad settings already when the config is built
+        train_dpo(NO_MODEL, Dataset.from_list(rows), TrainConfig(**config), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -130,8 +130,8 @@ def test_empty_dataset_names_the_fix(tmp_path):
     empty = Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
     with pytest.raises(ValueError, match="label some pairs"):
         train_dpo(NO_MODEL, empty, TrainConfig(batch_size=1), tmp_path / "out")
-    with pytest.raises(ConfigError, match="beta"):  # TrainingJob refuses in the caller's thread, not later
-        TrainingJob(NO_MODEL, Dataset.from_list(preference_rows()), TrainConfig(beta=-1.0, batch_size=4), tmp_path)
+    with pytest.raises(ConfigError, match="at most 16"):  # TrainingJob refuses in the caller's thread, not later
+        TrainingJob(NO_MODEL, Dataset.from_list(preference_rows()), TrainConfig(batch_size=32), tmp_path)
     check_inputs(Dataset.from_list(preference_rows()), CONFIG)  # and good inputs pass
 
 

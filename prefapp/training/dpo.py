@@ -41,19 +41,16 @@ from typing import Any
 
 from datasets import Dataset
 
-from prefapp.config import ConfigError, TrainConfig
+from prefapp.config import DPO_LOSS_TYPES, ConfigError, TrainConfig
 from prefapp.preferences.export import PREFERENCE_COLUMNS
+from prefapp.store import to_messages
 from prefapp.training.adapters import ROUND_FILE, record_hub_base  # noqa: F401 - ROUND_FILE: importers use it here
 from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"  # under the adapter dir: trainer checkpoints for resume; removed once a run finishes
-# The values DPOConfig.loss_type documents; checked here so a typo fails before the model loads.
-LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
-)
+LOSS_TYPES = DPO_LOSS_TYPES  # the loss types TrainConfig accepts (prefapp.config), for the Train tab's list
 
 
 
@@ -61,10 +58,8 @@ LOSS_TYPES = (
 
 
 def check_inputs(dataset: Dataset, config: TrainConfig) -> None:
-    """Raise ValueError (ConfigError for settings) naming the fix, before any model is loaded."""
-    config.validate()
-    if config.loss_type not in LOSS_TYPES:
-        raise ConfigError(f"loss_type={config.loss_type!r} is unknown: use one of {', '.join(LOSS_TYPES)}")
+    """Raise ValueError (ConfigError for settings) naming the fix, before any model is loaded. The settings' own
+    ranges were checked when the TrainConfig was built; here: do they fit this data, and is the data DPO's shape."""
     if not isinstance(dataset, Dataset):
         raise ValueError(f"expected a datasets.Dataset, got {type(dataset).__name__}: wrap rows in Dataset.from_list")
     missing = [c for c in PREFERENCE_COLUMNS if c not in dataset.column_names]
@@ -77,7 +72,7 @@ def check_inputs(dataset: Dataset, config: TrainConfig) -> None:
         raise ValueError("the dataset is empty: label some pairs (A or B) and export them before training")
     for i, row in enumerate(dataset.select_columns(list(PREFERENCE_COLUMNS))):
         _check_row(i, row)
-    config.validate(len(dataset))
+    config.check_pairs(len(dataset))
     same = sum(row["chosen"] == row["rejected"] for row in dataset.select_columns(["chosen", "rejected"]))
     if same:
         log.warning("%d of %d pairs have chosen == rejected: they carry no preference signal", same, len(dataset))
@@ -89,17 +84,20 @@ def _check_row(i: int, row: dict) -> None:
         "assistant turns), chosen and rejected = [{'role': 'assistant', 'content': ...}]"
     )
     prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
-    if not _is_messages(prompt) or not prompt or prompt[-1]["role"] != "user":
+    if not isinstance(prompt, list):
         raise ValueError(f"row {i}: prompt must be a list of messages ending with a user turn, got {prompt!r}: {fix}")
+    try:
+        to_messages(prompt)  # the one rule for what a prompt's messages may be
+    except ValueError as exc:
+        raise ValueError(f"row {i}: prompt: {exc} ({fix})") from exc
     for name, answer in (("chosen", chosen), ("rejected", rejected)):
-        if not _is_messages(answer) or len(answer) != 1 or answer[0]["role"] != "assistant":
+        if not _one_assistant_message(answer):
             raise ValueError(f"row {i}: {name} must be one assistant message, got {answer!r}: {fix}")
 
 
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
-    )
+def _one_assistant_message(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
+            and value[0].get("role") == "assistant" and isinstance(value[0].get("content"), str))
 
 
 # --- where and in what precision to train ------------------------------------------------------------------------
@@ -161,6 +159,8 @@ def _bitsandbytes_ok(required: bool | None) -> bool:
 def _load(base_model: str | Path, plan: _Plan) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
+    from prefapp.models import load_tokenizer
+
     path = Path(base_model).expanduser()
     if (path.is_absolute() or str(base_model).startswith(".")) and not (path / "config.json").is_file():
         raise FileNotFoundError(
@@ -170,7 +170,7 @@ def _load(base_model: str | Path, plan: _Plan) -> tuple[Any, Any]:
     source = str(path) if path.exists() else str(base_model)  # a local dir, else a Hub id
     with _quiet_progress_bars():
         model = AutoModelForCausalLM.from_pretrained(source, **plan.model_kwargs)
-    return model, _load_tokenizer(source)
+    return model, load_tokenizer(source)  # the app's one loader; TRL's collators pick their own padding side
 
 
 @contextmanager
@@ -191,18 +191,6 @@ def _quiet_progress_bars() -> Iterator[None]:
             datasets.utils.enable_progress_bars()
         if hf_on:
             hf_logging.enable_progress_bar()
-
-
-def _load_tokenizer(source: str) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if not tokenizer.chat_template:
-        raise ValueError(f"{source} has no chat template: use an instruct/chat model, or set tokenizer.chat_template")
-    if tokenizer.pad_token is None:
-        log.info("%s has no pad token: padding with EOS %r (masked by length: harmless)", source, tokenizer.eos_token)
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 # --- TRL configs -------------------------------------------------------------------------------------------------
@@ -268,8 +256,22 @@ def train_dpo(
     Checkpoints go to `output_dir/checkpoints` (every config.save_steps and on cancel); `resume=True` continues from
     the newest one there, given the same dataset and config. They are removed once a run finishes.
     """
-    started = time.monotonic()
     check_inputs(dataset, config)
+    return run_dpo(base_model, dataset, config, output_dir, on_progress, stop_event, resume)
+
+
+def run_dpo(
+    base_model: str | Path,
+    dataset: Dataset,
+    config: TrainConfig,
+    output_dir: Path,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """train_dpo for a caller that ran check_inputs on this dataset and config already (TrainingJob does, in the
+    caller's thread, so the inputs are checked once per round)."""
+    started = time.monotonic()
     reporter = _Reporter(on_progress, started)
     reporter.emit("starting", f"loading {base_model}")
 

@@ -40,7 +40,6 @@ class TrainingIntents:
                 dataset, counts, _ = kto_round_data(self.store, config, self._own_tokenizer(), options, check=True)
             else:
                 dataset, counts = self._preferences(options)
-                config.validate(counts.pairs)
                 report = self.preflight(config, dataset, counts)
                 if not report.ok:  # only what cannot work blocks the start; warnings are shown by preflight()
                     raise ConfigError(report.first_error())

@@ -13,8 +13,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from prefapp.config import TrainConfig
-from prefapp.training.dpo import CHECKPOINTS, check_inputs, last_checkpoint, train_dpo
-from prefapp.training.kto import check_kto_inputs, train_kto
+from prefapp.training.dpo import CHECKPOINTS, check_inputs, last_checkpoint, run_dpo
+from prefapp.training.kto import check_kto_inputs, run_kto
 from prefapp.training.progress import TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class TrainingJob:
         on_finish: Callable[[TrainResult | None, BaseException | None], None] | None = None,
         resume: bool = False,
     ):
-        (check_kto_inputs if config.method == "kto" else check_inputs)(dataset, config)  # fail where the UI sees it
+        (check_kto_inputs if config.method == "kto" else check_inputs)(dataset, config)  # once, where the UI sees it
         if resume and last_checkpoint(Path(output_dir)) is None:
             raise ValueError(f"no checkpoint under {Path(output_dir) / CHECKPOINTS} to resume from: start a new round")
         self.base_model, self.dataset, self.config, self.output_dir = base_model, dataset, config, Path(output_dir)
@@ -96,7 +96,7 @@ class TrainingJob:
     def _run(self) -> None:
         result, error = None, None
         try:
-            train = train_kto if self.config.method == "kto" else train_dpo
+            train = run_kto if self.config.method == "kto" else run_dpo  # inputs checked in __init__
             result = train(self.base_model, self.dataset, self.config, self.output_dir,
                            on_progress=self._set_progress, stop_event=self._stop, resume=self.resume)
         except BaseException as exc:  # noqa: BLE001 - a background failure must reach the UI, not kill the app

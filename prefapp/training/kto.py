@@ -156,8 +156,8 @@ def kto_preflight(dataset: Dataset, counts: KTOCounts, config: TrainConfig, toke
 
 
 def check_kto_inputs(dataset: Dataset, config: TrainConfig) -> None:
-    """What must hold before the model is loaded; ConfigError naming the fix."""
-    config.validate()
+    """What must hold before the model is loaded; ConfigError naming the fix (the settings' own ranges were checked
+    when the TrainConfig was built)."""
     missing = [c for c in KTO_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ConfigError(f"KTO data needs columns {', '.join(KTO_COLUMNS)} (missing {', '.join(missing)}): build it "
@@ -199,8 +199,21 @@ def train_kto(
     resume: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter on `base_model` with KTO on `dataset` (prompt, completion, label); as train_dpo does."""
-    started = time.monotonic()
     check_kto_inputs(dataset, config)
+    return run_kto(base_model, dataset, config, output_dir, on_progress, stop_event, resume)
+
+
+def run_kto(
+    base_model: str | Path,
+    dataset: Dataset,
+    config: TrainConfig,
+    output_dir: Path,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """train_kto for a caller that ran check_kto_inputs already (TrainingJob, once per round)."""
+    started = time.monotonic()
     reporter = _Reporter(on_progress, started)
     reporter.emit("starting", f"loading {base_model}")
 

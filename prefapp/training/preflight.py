@@ -476,15 +476,12 @@ def check_hyperparameters(config: TrainConfig, n_pairs: int, params: int, contex
 
     `longest`: tokens of the longest pair, when audited; a max_length beyond the context only matters if pairs are.
     """
-    from prefapp.training.dpo import LOSS_TYPES
-
     issues = []
     try:
-        config.validate(n_pairs if n_pairs else None)
+        if n_pairs:  # no pairs at all is the data report's error
+            config.check_pairs(n_pairs)
     except ConfigError as exc:
         issues.append(Issue("error", str(exc)))
-    if config.loss_type not in LOSS_TYPES:
-        issues.append(Issue("error", f"loss_type={config.loss_type!r} is unknown: use one of {', '.join(LOSS_TYPES)}"))
     low, high = _lr_range(params)
     if 0 < config.learning_rate and not low <= config.learning_rate <= high:
         issues.append(Issue("warning", f"learning_rate={config.learning_rate:g} is outside {low:g}..{high:g}, the sane "
