@@ -200,7 +200,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _app_config(args)
     train_config = _train_config(args)
     data = load_training_data(args.dataset, config.db_path, _export_options(args))
-    train_config.validate(len(data.dataset))
     choice = resolve_model(config.model)
     main_rank = rank() == 0
     report = preflight(data, train_config, choice.source)
