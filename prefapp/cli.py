@@ -10,8 +10,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from prefapp.config import (DEMO_MODEL_DIR, LOOP_TRAIN_CONFIG, AppConfig, ConfigError, LabelingConfig, TrainConfig,
-                            read_guidelines)
+from prefapp.config import (DEMO_MODEL_DIR, LOOP_TRAIN_CONFIG, TRAIN_METHODS, AppConfig, ConfigError, LabelingConfig,
+                            TrainConfig, read_guidelines)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         beta=args.beta, learning_rate=args.learning_rate, num_epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, loss_type=args.loss_type, seed=args.seed,
-        save_steps=getattr(args, "save_steps", TrainConfig.save_steps),
+        save_steps=getattr(args, "save_steps", TrainConfig.save_steps), method=getattr(args, "method", "dpo"),
         precompute_ref_log_probs=getattr(args, "precompute_ref_log_probs", False),
     ).with_rank(args.lora_r)
 
@@ -191,30 +191,39 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from prefapp.training.headless import load_training_data, preflight, rank, world_size
     from prefapp.models import resolve_model
     from prefapp.training.dpo import train_dpo
+    from prefapp.training.headless import issue_lines, load_kto_data, load_training_data, preflight, rank, world_size
+    from prefapp.training.kto import train_kto
 
     if args.resume and not args.output:
         raise ConfigError("--resume continues a run: pass its adapter directory with --output DIR")
     config = _app_config(args)
     train_config = _train_config(args)
-    data = load_training_data(args.dataset, config.db_path, _export_options(args))
     choice = resolve_model(config.model)
+    if train_config.method == "kto":  # every labelled completion, built and checked as the app's KTO round
+        if args.loss_type != TrainConfig.loss_type:
+            raise ConfigError(f"--loss-type {args.loss_type} is a DPO loss; a KTO round uses TRL's KTO loss: "
+                              "drop --loss-type, or train with --method dpo")
+        data, report = load_kto_data(args.dataset, config.db_path, _export_options(args), train_config, choice.source)
+    else:
+        data = load_training_data(args.dataset, config.db_path, _export_options(args))
+        report = preflight(data, train_config, choice.source)
+    train = train_kto if train_config.method == "kto" else train_dpo
     main_rank = rank() == 0
-    report = preflight(data, train_config, choice.source)
-    if main_rank and (args.preflight or report.issues):
-        print(report.markdown() if args.preflight else "\n".join(f"{i.level}: {i.message}" for i in report.issues))
+    if main_rank and (args.preflight or issue_lines(report)):
+        print(report.markdown() if args.preflight else "\n".join(issue_lines(report)))
     if not report.ok:
-        raise ConfigError(report.first_error())
+        raise ConfigError(report.errors[0])
     if args.preflight:
         return 0
     out = Path(args.output or config.adapters_dir / f"cli-run-{time.strftime('%Y%m%d-%H%M%S')}")
+    rows = "labelled completions (KTO)" if train_config.method == "kto" else "pairs"
     if main_rank:
-        print(f"training {choice.label} ({choice.reason}) on {len(data.dataset)} pairs from {data.source} -> {out}"
+        print(f"training {choice.label} ({choice.reason}) on {len(data.dataset)} {rows} from {data.source} -> {out}"
               + (f" on {world_size()} processes" if world_size() > 1 else ""))
     on_progress = (lambda p: print(f"step {p.step}/{p.total_steps} {_metrics_line(p.metrics)}")) if main_rank else None
-    result = train_dpo(choice.source, data.dataset, train_config, out, on_progress=on_progress, resume=args.resume)
+    result = train(choice.source, data.dataset, train_config, out, on_progress=on_progress, resume=args.resume)
     if world_size() > 1:  # every rank: equal digests show the processes trained one model together
         print(f"rank {rank()}/{world_size()}: {result.steps} steps, weights sha256 {result.weights_sha256}", flush=True)
     if main_rank:
@@ -259,7 +268,7 @@ def cmd_add_round(args: argparse.Namespace) -> int:
 
 
 def _metrics_line(metrics: dict) -> str:
-    keys = ("loss", "rewards/margins", "rewards/accuracies")
+    keys = ("loss", "rewards/margins", "rewards/accuracies", "kl")  # DPO's and KTO's
     return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
 
 
@@ -416,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the detected format and three parsed rows; write nothing")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("train", help="train a DPO LoRA adapter headless, on the store or an export (torchrun-ready)")
+    p = sub.add_parser("train", help="train a DPO or KTO LoRA adapter headless, on the store or an export "
+                       "(torchrun-ready)")
     _add_common(p)
+    p.add_argument("--method", choices=TRAIN_METHODS, default=TrainConfig.method,
+                   help="dpo: preference pairs; kto: every labelled completion of the store (pairs unpaired, chat "
+                   "thumbs, both-bad and written responses, imported unpaired data), as the app's KTO round")
     p.add_argument("--dataset", help="export directory, .parquet or .jsonl; default: the store's votes, resolved "
                    "exactly as `prefapp export` and the app do (the options below)")
     _add_export_options(p)
