@@ -3,6 +3,10 @@ and by what the labels train.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/label_efficiency.py curves --modes coverage active --seeds 0 1 2
     OMP_NUM_THREADS=1 .venv/bin/python bench/label_efficiency.py methods --budget 150 --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python bench/label_efficiency.py table      # what label_efficiency.jsonl holds
+
+Each point is appended to `--out` (JSON lines) as soon as it is measured and skipped when run again, so a run
+that is stopped keeps its figures and can be continued.
 
 `curves`: for each seed and selection mode, one fresh app labels with the simulated annotator (prefapp.demo.task)
 up to each budget (50, 100, 150, 200, 300 by default); at each budget a round is trained from the base on every
@@ -15,6 +19,9 @@ only difference is which pairs get labelled.
 same pair votes -> KTO: pairs unpaired, both-bad responses undesirable) and `both` (half the budget pair votes,
 half thumbs up/down on single base replies -> KTO on all of them).
 
+Every run judges on the same held-out prompts (the first `--eval-prompts` of the demo task's held-out split, each
+compared once) through the evaluation path of the app (prefapp.evaluation.judge.simulate_judging: blind pairs,
+the simulated annotator as judge, eval votes in the store). Post-round checks are off: they do not change it.
 Win rate = wins / (wins + losses) of the round's answer against the base's on the same held-out prompt; each
 run has a 95% Wilson interval; across seeds the mean and a 95% t-interval (n-1 degrees of freedom) are printed.
 """
@@ -32,51 +39,73 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig  # noqa: E402
-from prefapp.demo.loop import head_to_head, simulate_labelling  # noqa: E402
-from prefapp.demo.task import judge, sample_tasks  # noqa: E402
+from prefapp.config import LOOP_TRAIN_CONFIG, AppConfig, EvalConfig, LabelingConfig  # noqa: E402
+from prefapp.demo.loop import simulate_labelling  # noqa: E402
+from prefapp.demo.task import judge, sample_tasks, simulated_annotator  # noqa: E402
+from prefapp.evaluation.judge import simulate_judging  # noqa: E402
 from prefapp.models import resolve_model  # noqa: E402
+from prefapp.store import Store  # noqa: E402
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95% t quantiles by degrees of freedom
 
 
-def open_service(workdir: Path, seed: int):
+def open_service(workdir: Path, seed: int, heldout: list[str], pool: int):
+    """A fresh demo app whose eval set is exactly `heldout` (so every run judges on the same prompts), post-round
+    checks off (they do not change the win rate) and `pool` candidate pairs per pair kept in active mode."""
     from prefapp.service import PrefService
 
-    return PrefService.open(AppConfig(model="demo", data_dir=workdir), choice=resolve_model("demo"), seed=seed)
+    config = AppConfig(model="demo", data_dir=workdir, labeling=LabelingConfig(active_pool=pool),
+                       evaluation=EvalConfig(check_prompts=0))
+    store = Store(config.db_path)  # seeded before the app opens, so it does not import the demo's own eval set
+    try:
+        added = store.add_eval_prompts(heldout, source="bench").added
+    finally:
+        store.close()
+    if added != len(heldout):
+        raise RuntimeError(f"only {added} of {len(heldout)} held-out prompts stored: they must be distinct")
+    return PrefService.open(config, choice=resolve_model("demo"), seed=seed)
 
 
 def train_and_judge(service, heldout: list[str], seed: int, method: str = "dpo") -> dict:
+    """Train a round from the base on every label so far, then judge it against the base once per held-out prompt
+    through the evaluation path (blind pairs, simulated judge, votes in the store)."""
     started = time.perf_counter()
     config = replace(LOOP_TRAIN_CONFIG, seed=seed, method=method)
-    service.start_training(config)
+    round_id = service.start_training(config)
     result = service.wait_training()
-    if result is None or result.cancelled:
-        raise RuntimeError(f"training did not finish: {service.training_status()}")
-    win = head_to_head(service.policy, heldout, service.sampling, service.aligned, seed=seed)
+    if result is None or result.cancelled or service.aligned != f"round-{round_id}":
+        raise RuntimeError(f"round {round_id} did not finish: {service.training_status()}")
+    report = simulate_judging(service.evaluation, "base", service.aligned, len(heldout), service.sampling,
+                              simulated_annotator, bootstrap=0)
+    win = report.win
+    judged = [v.eval_prompt_id for v in service.store.eval_votes("simulated") if service.aligned in (v.policy_a, v.policy_b)]
+    if win.n != len(heldout) or len(set(judged)) != len(heldout):
+        raise RuntimeError(f"judged {win.n} comparisons on {len(set(judged))} prompts: expected one on each of the "
+                           f"{len(heldout)} held-out prompts")
     low, high = win.interval
-    return {"wins": win.wins, "losses": win.losses, "ties": win.ties, "rate": win.rate, "ci": [low, high],
-            "train_s": round(result.seconds, 1), "s": round(time.perf_counter() - started, 1)}
+    return {"round": round_id, "wins": win.wins, "losses": win.losses, "ties": win.ties, "rate": win.rate,
+            "ci": [round(low, 4), round(high, 4)], "lc_rate": report.lc_win_rate, "train_s": round(result.seconds, 1),
+            "s": round(time.perf_counter() - started, 1)}
 
 
-def curve(mode: str, seed: int, budgets: list[int], share: float, heldout: list[str]) -> list[dict]:
-    rows = []
+def curve(mode: str, seed: int, budgets: list[int], args, heldout: list[str], done: set, emit) -> None:
+    """One app labelling up to each budget in `mode`; a round per budget (points already in the results skipped
+    only when the whole curve is there, since later points need the same app's earlier labels)."""
+    if all(("curves", mode, seed, b) in done for b in budgets):
+        return
     with tempfile.TemporaryDirectory(prefix="prefapp-eff-") as workdir:
-        service = open_service(Path(workdir), seed)
+        service = open_service(Path(workdir), seed, heldout, args.pool)
         try:
-            service.set_selection(mode, share)
+            service.set_selection(mode, args.share)
             labelled = 0
             for budget in budgets:
                 labels = simulate_labelling(service, budget - labelled)
                 labelled = budget
-                row = {"mode": mode, "seed": seed, "labels": budget, "choices": labels,
-                       "mix": service.store.selection_mix().by_selection,
-                       **train_and_judge(service, heldout, seed)}
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+                mix = service.store.selection_mix().by_selection
+                emit({"what": "curves", "mode": mode, "seed": seed, "labels": budget, "choices": labels, "mix": mix,
+                      "pool": args.pool, "share": args.share, **train_and_judge(service, heldout, seed)})
         finally:
             service.close()
-    return rows
 
 
 def thumbs(service, n: int) -> dict:
@@ -91,20 +120,20 @@ def thumbs(service, n: int) -> dict:
     return counts
 
 
-def method_run(method: str, seed: int, budget: int, heldout: list[str]) -> dict:
+def method_run(method: str, seed: int, budget: int, args, heldout: list[str], done: set, emit) -> None:
+    if ("methods", method, seed, budget) in done:
+        return
     with tempfile.TemporaryDirectory(prefix="prefapp-eff-") as workdir:
-        service = open_service(Path(workdir), seed)
+        service = open_service(Path(workdir), seed, heldout, args.pool)
         try:
             pairs = budget // 2 if method == "both" else budget
             labels = simulate_labelling(service, pairs)
             if method == "both":
                 labels.update(thumbs(service, budget - pairs))
-            row = {"method": method, "seed": seed, "labels": budget, "choices": labels,
-                   **train_and_judge(service, heldout, seed, "dpo" if method == "dpo" else "kto")}
+            emit({"what": "methods", "method": method, "seed": seed, "labels": budget, "choices": labels,
+                  **train_and_judge(service, heldout, seed, "dpo" if method == "dpo" else "kto")})
         finally:
             service.close()
-    print(json.dumps(row), flush=True)
-    return row
 
 
 def mean_ci(rates: list[float]) -> str:
@@ -115,40 +144,71 @@ def mean_ci(rates: list[float]) -> str:
     return f"{mean:.1%} (95% CI {mean - half:.1%}-{mean + half:.1%}; runs {', '.join(f'{r:.0%}' for r in rates)})"
 
 
+def key(row: dict) -> tuple:
+    return (row["what"], row.get("mode") or row.get("method"), row["seed"], row["labels"])
+
+
+def table(rows: list[dict], n_eval: int) -> None:
+    """Mean win rate over seeds per point, with the t-interval and each run's rate."""
+    curves = [r for r in rows if r["what"] == "curves"]
+    if curves:
+        print(f"\nwin rate of the round vs base ({n_eval} held-out prompts), coverage vs active selection:")
+        for mode in sorted({r["mode"] for r in curves}):
+            for budget in sorted({r["labels"] for r in curves if r["mode"] == mode}):
+                rates = [r["rate"] for r in curves if r["mode"] == mode and r["labels"] == budget]
+                print(f"  {mode:8s} {budget:4d} labels: {mean_ci(rates)}")
+    methods = [r for r in rows if r["what"] == "methods"]
+    if methods:
+        print(f"\nwin rate vs base on the same label budget ({n_eval} held-out prompts), coverage selection:")
+        for method in ("dpo", "kto", "both"):
+            for budget in sorted({r["labels"] for r in methods if r["method"] == method}):
+                rates = [r["rate"] for r in methods if r["method"] == method and r["labels"] == budget]
+                print(f"  {method:5s} {budget:4d} labels: {mean_ci(rates)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("curves", "methods"))
+    parser.add_argument("what", choices=("curves", "methods", "table"))
     parser.add_argument("--modes", nargs="+", default=["coverage", "active"])
     parser.add_argument("--methods", nargs="+", default=["dpo", "kto", "both"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[50, 100, 150, 200, 300])
     parser.add_argument("--budget", type=int, default=150, help="labels per run for `methods`")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--share", type=float, default=0.3, help="coverage share in active mode")
+    parser.add_argument("--pool", type=int, default=LabelingConfig.active_pool,
+                        help="candidate pairs generated per pair kept in active mode (the app's default)")
     parser.add_argument("--eval-prompts", type=int, default=200)
-    parser.add_argument("--out", help="also write every row as JSON lines here")
+    parser.add_argument("--out", default="label_efficiency.jsonl",
+                        help="results, one JSON line per point, appended as each is measured; points already "
+                             "there are not measured again (`table` prints them)")
     args = parser.parse_args()
+    out = Path(args.out)
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    rows = [r for r in rows if r.get("eval_prompts") == args.eval_prompts]
+    if args.what == "table":
+        table(rows, args.eval_prompts)
+        return
     heldout = [t.question for t in sample_tasks(args.eval_prompts, seed=0, split="heldout")]
+    done = {key(r) for r in rows}
     started = time.perf_counter()
-    rows = []
-    if args.what == "curves":
-        for seed in args.seeds:
+
+    def emit(row: dict) -> None:
+        row = {**row, "eval_prompts": args.eval_prompts, "load1": round(os.getloadavg()[0], 1),
+               "at": time.strftime("%H:%M:%S")}
+        print(json.dumps(row), flush=True)
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+
+    for seed in args.seeds:  # seed-major: a partial run still has whole seeds of every mode
+        if args.what == "curves":
             for mode in args.modes:
-                rows += curve(mode, seed, args.budgets, args.share, heldout)
-        print(f"\nwin rate of the round vs base ({args.eval_prompts} held-out prompts), mean over seeds {args.seeds}:")
-        for mode in args.modes:
-            for budget in args.budgets:
-                rates = [r["rate"] for r in rows if r["mode"] == mode and r["labels"] == budget]
-                print(f"  {mode:8s} {budget:4d} labels: {mean_ci(rates)}")
-    else:
-        for seed in args.seeds:
+                curve(mode, seed, args.budgets, args, heldout, done, emit)
+        else:
             for method in args.methods:
-                rows.append(method_run(method, seed, args.budget, heldout))
-        print(f"\nwin rate vs base after {args.budget} labels, mean over seeds {args.seeds}:")
-        for method in args.methods:
-            print(f"  {method:5s}: {mean_ci([r['rate'] for r in rows if r['method'] == method])}")
+                method_run(method, seed, args.budget, args, heldout, done, emit)
+    table(rows, args.eval_prompts)
     print(f"total {time.perf_counter() - started:.0f}s")
-    if args.out:
-        Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 if __name__ == "__main__":
