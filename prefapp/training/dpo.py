@@ -250,33 +250,55 @@ def train_dpo(
     on_progress: Callable[[TrainProgress], None] | None = None,
     stop_event: threading.Event | None = None,
     resume: bool = False,
+    inputs_checked: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter on `base_model` with DPO on `dataset`; save it to `output_dir` and say how it went.
 
     Checkpoints go to `output_dir/checkpoints` (every config.save_steps and on cancel); `resume=True` continues from
     the newest one there, given the same dataset and config. They are removed once a run finishes.
+    `inputs_checked`: the caller ran check_inputs already (TrainingJob does, in the caller's thread).
     """
-    check_inputs(dataset, config)
-    return run_dpo(base_model, dataset, config, output_dir, on_progress, stop_event, resume)
+    if not inputs_checked:
+        check_inputs(dataset, config)
+
+    def build(model: Any, tokenizer: Any, plan: _Plan, checkpoints: Path, callbacks: list) -> tuple[Any, dict]:
+        from trl import DPOTrainer
+
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=None,  # with peft_config: the reference is the base with the adapter switched off
+            args=_dpo_args(config, plan, checkpoints),
+            train_dataset=dataset.select_columns(list(PREFERENCE_COLUMNS)),
+            processing_class=tokenizer,
+            peft_config=_lora_config(config),
+            callbacks=callbacks,
+        )
+        lengths = _check_lengths(trainer.train_dataset, len(dataset), config.max_length)
+        log.info("DPO on %d pairs, %s, %s", len(trainer.train_dataset), plan.device, plan.precision)
+        return trainer, lengths
+
+    return run_trainer(base_model, dataset, config, output_dir, build, on_progress, stop_event, resume)
 
 
-def run_dpo(
+def run_trainer(
     base_model: str | Path,
     dataset: Dataset,
     config: TrainConfig,
     output_dir: Path,
-    on_progress: Callable[[TrainProgress], None] | None = None,
-    stop_event: threading.Event | None = None,
-    resume: bool = False,
+    build: Callable[[Any, Any, _Plan, Path, list], tuple[Any, dict]],
+    on_progress: Callable[[TrainProgress], None] | None,
+    stop_event: threading.Event | None,
+    resume: bool,
+    extra_metrics: dict | None = None,
 ) -> TrainResult:
-    """train_dpo for a caller that ran check_inputs on this dataset and config already (TrainingJob does, in the
-    caller's thread, so the inputs are checked once per round)."""
+    """The story DPO and KTO share: plan the precision, load, `build` the method's TRL trainer (it returns the
+    trainer and what the round file says about the data), train (from the newest checkpoint when resuming), save
+    the adapter on one rank, report."""
     started = time.monotonic()
     reporter = _Reporter(on_progress, started)
     reporter.emit("starting", f"loading {base_model}")
 
     from transformers.trainer_callback import PrinterCallback
-    from trl import DPOTrainer
 
     plan = _plan(config)
     model, tokenizer = _load(base_model, plan)
@@ -285,19 +307,11 @@ def run_dpo(
     if resume and checkpoint is None:
         raise ValueError(f"no checkpoint under {output_dir / CHECKPOINTS} to resume from: start a new round instead")
     with _quiet_progress_bars():
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=None,  # with peft_config: the reference is the base with the adapter switched off
-            args=_dpo_args(config, plan, output_dir / CHECKPOINTS),
-            train_dataset=dataset.select_columns(list(PREFERENCE_COLUMNS)),
-            processing_class=tokenizer,
-            peft_config=_lora_config(config),
-            callbacks=[_progress_callback(reporter, stop_event)],
-        )
+        trainer, data_info = build(model, tokenizer, plan, output_dir / CHECKPOINTS,
+                                   [_progress_callback(reporter, stop_event)])
         trainer.remove_callback(PrinterCallback)  # it print()s every log row; ours reports them instead
-        lengths = _check_lengths(trainer.train_dataset, len(dataset), config.max_length)
-        log.info("DPO on %d pairs, %s, %s%s", len(trainer.train_dataset), plan.device, plan.precision,
-                 f", resuming {checkpoint}" if checkpoint else "")
+        if checkpoint:
+            log.info("resuming %s", checkpoint)
         reporter.history = _logged_rows(checkpoint)  # the curves continue where the interrupted run left them
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         steps = trainer.state.global_step
@@ -310,13 +324,13 @@ def run_dpo(
             if not cancelled:
                 shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)  # finished: nothing left to resume
     result = TrainResult(
-        adapter_dir=output_dir, metrics={**reporter.metrics, **reporter.summary}, history=list(reporter.history),
-        steps=steps, seconds=time.monotonic() - started, device=plan.device, precision=plan.precision,
-        cancelled=cancelled, warnings=tuple(reporter.warnings), resumed_from=str(checkpoint) if checkpoint else None,
-        weights_sha256=_trainable_sha256(trainer.model),
+        adapter_dir=output_dir, metrics={**reporter.metrics, **reporter.summary, **(extra_metrics or {})},
+        history=list(reporter.history), steps=steps, seconds=time.monotonic() - started, device=plan.device,
+        precision=plan.precision, cancelled=cancelled, warnings=tuple(reporter.warnings),
+        resumed_from=str(checkpoint) if checkpoint else None, weights_sha256=_trainable_sha256(trainer.model),
     )
     if trainer.is_world_process_zero():
-        _write_round_file(result, base_model, config, len(dataset), reporter.total_steps, lengths)
+        _write_round_file(result, base_model, config, len(dataset), reporter.total_steps, data_info)
     state = "cancelled" if cancelled else "finished"
     reporter.emit(state, f"{state} after {result.steps}/{reporter.total_steps} steps in {result.seconds:.1f}s")
     return result

@@ -13,8 +13,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from prefapp.config import TrainConfig
-from prefapp.training.dpo import CHECKPOINTS, check_inputs, last_checkpoint, run_dpo
-from prefapp.training.kto import check_kto_inputs, run_kto
+from prefapp.training.dpo import CHECKPOINTS, check_inputs, last_checkpoint, train_dpo
+from prefapp.training.kto import check_kto_inputs, train_kto
 from prefapp.training.progress import TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ class TrainingJob:
     def _run(self) -> None:
         result, error = None, None
         try:
-            train = run_kto if self.config.method == "kto" else run_dpo  # inputs checked in __init__
-            result = train(self.base_model, self.dataset, self.config, self.output_dir,
-                           on_progress=self._set_progress, stop_event=self._stop, resume=self.resume)
+            train = train_kto if self.config.method == "kto" else train_dpo
+            result = train(self.base_model, self.dataset, self.config, self.output_dir, on_progress=self._set_progress,
+                           stop_event=self._stop, resume=self.resume, inputs_checked=True)  # checked in __init__
         except BaseException as exc:  # noqa: BLE001 - a background failure must reach the UI, not kill the app
             log.exception("training failed")
             traceback.clear_frames(exc.__traceback__)  # keep the story, free the model the frames still hold

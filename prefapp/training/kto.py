@@ -19,9 +19,7 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +29,9 @@ from datasets import Dataset
 
 from prefapp.config import ConfigError, TrainConfig
 from prefapp.preferences.resolve import ExportOptions, preference_dataset
-from prefapp.training.dpo import (CHECKPOINTS, _load, _logged_rows, _lora_config, _plan, _quiet_progress_bars,
-                                  _save, _trainable_sha256, _write_round_file, last_checkpoint)
+from prefapp.training.dpo import _lora_config, run_trainer
 from prefapp.training.preflight import token_ids as _ids
-from prefapp.training.progress import TrainProgress, TrainResult, _progress_callback, _Reporter
+from prefapp.training.progress import TrainProgress, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -197,70 +194,29 @@ def train_kto(
     on_progress: Callable[[TrainProgress], None] | None = None,
     stop_event: threading.Event | None = None,
     resume: bool = False,
+    inputs_checked: bool = False,
 ) -> TrainResult:
     """Train a LoRA adapter on `base_model` with KTO on `dataset` (prompt, completion, label); as train_dpo does."""
-    check_kto_inputs(dataset, config)
-    return run_kto(base_model, dataset, config, output_dir, on_progress, stop_event, resume)
-
-
-def run_kto(
-    base_model: str | Path,
-    dataset: Dataset,
-    config: TrainConfig,
-    output_dir: Path,
-    on_progress: Callable[[TrainProgress], None] | None = None,
-    stop_event: threading.Event | None = None,
-    resume: bool = False,
-) -> TrainResult:
-    """train_kto for a caller that ran check_kto_inputs already (TrainingJob, once per round)."""
-    started = time.monotonic()
-    reporter = _Reporter(on_progress, started)
-    reporter.emit("starting", f"loading {base_model}")
-
-    from transformers.trainer_callback import PrinterCallback
-    from trl import KTOTrainer
-
+    if not inputs_checked:
+        check_kto_inputs(dataset, config)
     n_good = sum(dataset["label"])
     weights = balance_weights(n_good, len(dataset) - n_good)
-    plan = _plan(config)
-    model, tokenizer = _load(base_model, plan)
-    output_dir = Path(output_dir)
-    checkpoint = last_checkpoint(output_dir) if resume else None
-    if resume and checkpoint is None:
-        raise ValueError(f"no checkpoint under {output_dir / CHECKPOINTS} to resume from: start a new round instead")
-    with _quiet_progress_bars():
+
+    def build(model: Any, tokenizer: Any, plan: Any, checkpoints: Path, callbacks: list) -> tuple[Any, dict]:
+        from trl import KTOTrainer
+
         trainer = KTOTrainer(
             model=model, ref_model=None,  # with peft_config: the reference is the base with the adapter off
-            args=_kto_args(config, plan, output_dir / CHECKPOINTS, weights),
+            args=_kto_args(config, plan, checkpoints, weights),
             train_dataset=dataset.select_columns(list(KTO_COLUMNS)), processing_class=tokenizer,
-            peft_config=_lora_config(config), callbacks=[_progress_callback(reporter, stop_event)],
+            peft_config=_lora_config(config), callbacks=callbacks,
         )
-        trainer.remove_callback(PrinterCallback)
         log.info("KTO on %d completions (%d desirable), weights %s, %s, %s", len(dataset), n_good, weights,
                  plan.device, plan.precision)
-        reporter.history = _logged_rows(checkpoint)
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        steps = trainer.state.global_step
-        cancelled = steps < trainer.state.max_steps
-        reporter.emit("saving", f"saving the adapter to {output_dir}")
-        trainer.accelerator.wait_for_everyone()
-        if trainer.is_world_process_zero():
-            _save(trainer, tokenizer, output_dir)
-            if not cancelled:
-                shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
-    result = TrainResult(
-        adapter_dir=output_dir, metrics={**reporter.metrics, **reporter.summary, "desirable_weight": weights[0],
-                                         "undesirable_weight": weights[1]},
-        history=list(reporter.history), steps=steps, seconds=time.monotonic() - started, device=plan.device,
-        precision=plan.precision, cancelled=cancelled, warnings=tuple(reporter.warnings),
-        resumed_from=str(checkpoint) if checkpoint else None, weights_sha256=_trainable_sha256(trainer.model),
-    )
-    if trainer.is_world_process_zero():
-        _write_round_file(result, base_model, config, len(dataset), reporter.total_steps,
-                          {"desirable": n_good, "undesirable": len(dataset) - n_good})
-    state = "cancelled" if cancelled else "finished"
-    reporter.emit(state, f"{state} after {result.steps}/{reporter.total_steps} steps in {result.seconds:.1f}s")
-    return result
+        return trainer, {"desirable": n_good, "undesirable": len(dataset) - n_good}
+
+    return run_trainer(base_model, dataset, config, output_dir, build, on_progress, stop_event, resume,
+                       extra_metrics={"desirable_weight": weights[0], "undesirable_weight": weights[1]})
 
 
 def kto_round_data(store, config: TrainConfig, tokenizer: Any, options: ExportOptions | None = None,
