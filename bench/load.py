@@ -3,9 +3,11 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 10 50 200 --votes 20
 
 The app runs as a subprocess (open mode; `--auth` gives every annotator an account and signs each in). Each
-annotator is one asyncio task over one shared httpx connection pool, calling gradio's queue API exactly as any
-HTTP client would: POST /gradio_api/call/<endpoint> returns an event id, GET /gradio_api/call/<endpoint>/<id>
-streams the result. Per annotator count: phase 1 fetches `--fetch` pairs per annotator (/next_pair; the model
+annotator is one asyncio task over one shared httpx connection pool, calling the app exactly as any HTTP client
+would, through each of `--routes` in turn (both by default, side by side in one run, on the same server):
+`gradio`, its queue API (POST /gradio_api/call/<endpoint> returns an event id, GET /gradio_api/call/<endpoint>/<id>
+streams the result), and `light`, the light labelling routes (one POST /api/v1/<endpoint>, JSON in and out;
+prefapp/hosting/light_api.py). Per route and annotator count (new annotators each time): phase 1 fetches `--fetch` pairs per annotator (/next_pair; the model
 generates, so this measures generation, reported for scale); phase 2 votes on those and on `--votes` pairs per
 annotator written into the DuckDB file before the app started (so generation speed does not cap the votes), every annotator voting as fast
 as the app answers, one request outstanding each (a closed loop), and every 10th vote sent twice at once (a double
@@ -81,6 +83,9 @@ def stop_app(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+LIGHT_PARAMS = {"next_pair": ("annotator",), "vote": ("pair_id", "choice", "annotator")}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
@@ -90,8 +95,14 @@ class CallError(Exception):
     pass
 
 
-async def call(http: httpx.AsyncClient, endpoint: str, *args: object) -> list:
-    """One call through gradio's queue: join, then read the result stream to its end."""
+async def call(http: httpx.AsyncClient, route: str, endpoint: str, *args: object) -> list:
+    """One call: through gradio's queue (join, then read the result stream to its end) or one light request."""
+    if route == "light":
+        answer = await http.post(f"/api/v1/{endpoint}", json=dict(zip(LIGHT_PARAMS[endpoint], args)))
+        if answer.status_code != 200:
+            raise CallError(f"{answer.status_code}: {answer.text}")
+        body = answer.json()
+        return [body["pair_id"]] if endpoint == "next_pair" else [body["message"]]
     joined = await http.post(f"/gradio_api/call/{endpoint}", json={"data": list(args)})
     joined.raise_for_status()
     event_id = joined.json()["event_id"]
@@ -112,6 +123,7 @@ async def call(http: httpx.AsyncClient, endpoint: str, *args: object) -> list:
 class Annotator:
     name: str
     http: httpx.AsyncClient
+    route: str  # "gradio" or "light"
     pairs: list[str] = field(default_factory=list)
     fetch_s: list[float] = field(default_factory=list)
     vote_s: list[float] = field(default_factory=list)
@@ -124,7 +136,7 @@ class Annotator:
         while fetched < n:
             t = time.perf_counter()
             try:
-                pair_id, *_ = await call(self.http, "next_pair", self.name)
+                pair_id, *_ = await call(self.http, self.route, "next_pair", self.name)
             except (httpx.HTTPError, CallError):
                 self.errors += 1
                 continue
@@ -138,7 +150,7 @@ class Annotator:
             answers: list[str] = []
             while not answers:  # an answer lost on the way: send again until the app confirms
                 t = time.perf_counter()
-                results = await asyncio.gather(*(call(self.http, "vote", pair_id, "AB"[i % 2], self.name)
+                results = await asyncio.gather(*(call(self.http, self.route, "vote", pair_id, "AB"[i % 2], self.name)
                                                  for _ in range(sends)), return_exceptions=True)
                 elapsed = time.perf_counter() - t
                 answers = [r[0] for r in results if isinstance(r, list)]
@@ -176,14 +188,14 @@ def make_pairs(db: Path, names: list[str], votes: int) -> dict[str, list[str]]:
     return made
 
 
-async def run_level(url: str, names: list[str], pairs: dict[str, list[str]], fetch: int, auth: bool,
+async def run_level(url: str, route: str, names: list[str], pairs: dict[str, list[str]], fetch: int, auth: bool,
                     server_pid: int) -> dict:
     n = len(names)
     limits = httpx.Limits(max_connections=2 * n + 10, max_keepalive_connections=2 * n + 10)
     clients = [httpx.AsyncClient(base_url=url, timeout=300, limits=limits) for _ in range(n)] if auth else None
     shared = None if auth else httpx.AsyncClient(base_url=url, timeout=300, limits=limits)
     try:
-        annotators = [Annotator(name, clients[i] if auth else shared, list(pairs[name]))
+        annotators = [Annotator(name, clients[i] if auth else shared, route, list(pairs[name]))
                       for i, name in enumerate(names)]
         if auth:  # cookies per annotator; sign-ins are slow on purpose and not what is measured
             for a in annotators:
@@ -204,7 +216,7 @@ async def run_level(url: str, names: list[str], pairs: dict[str, list[str]], fet
             await c.aclose()
     vote_s = [s for a in annotators for s in a.vote_s]
     fetch_s = [s for a in annotators for s in a.fetch_s]
-    return {"annotators": n, "votes": len(vote_s), "votes_per_s": len(vote_s) / vote_wall,
+    return {"route": route, "annotators": n, "votes": len(vote_s), "votes_per_s": len(vote_s) / vote_wall,
             "p50_ms": statistics.median(vote_s) * 1e3, "p95_ms": percentile(vote_s, 0.95) * 1e3,
             "max_ms": max(vote_s) * 1e3, "fetch_per_s": len(fetch_s) / fetch_wall,
             "fetch_p50_ms": statistics.median(fetch_s) * 1e3, "fetch_p95_ms": percentile(fetch_s, 0.95) * 1e3,
@@ -223,25 +235,28 @@ def main() -> int:
     parser.add_argument("--votes", type=int, default=20, help="votes per annotator at each level")
     parser.add_argument("--fetch", type=int, default=2, help="pairs each annotator fetches first (the model writes)")
     parser.add_argument("--auth", action="store_true", help="accounts on: each annotator signs in")
+    parser.add_argument("--routes", nargs="+", choices=("gradio", "light"), default=["gradio", "light"],
+                        help="how the clients call the app: gradio's queue API, the light routes, or both in turn")
     parser.add_argument("--server-cpus", help="pin the app to these CPUs (taskset list, e.g. 0); clients elsewhere")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prefapp-load-") as tmp:
         workdir = Path(tmp)
         levels, offset = [], 0
-        for n in args.annotators:  # new annotators at each level
-            levels.append([f"annotator{offset + i:03d}" for i in range(n)])
-            offset += n
+        for n in args.annotators:  # new annotators at each level and route
+            for route in args.routes:
+                levels.append((route, [f"annotator{offset + i:04d}" for i in range(n)]))
+                offset += n
         users_file = None
         if args.auth:
             users_file = workdir / "users.toml"
-            for name in (name for names in levels for name in names):
+            for name in (name for _, names in levels for name in names):
                 add_user(users_file, name, "annotator", PASSWORD)
-        pairs = make_pairs(workdir / "data" / "prefapp.duckdb", [n for names in levels for n in names], args.votes)
+        pairs = make_pairs(workdir / "data" / "prefapp.duckdb", [n for _, names in levels for n in names], args.votes)
         proc, url = start_app(workdir, users_file, args.server_cpus)
         results = []
         try:
-            for names in levels:
-                results.append(asyncio.run(run_level(url, names, pairs, args.fetch, args.auth, proc.pid)))
+            for route, names in levels:
+                results.append(asyncio.run(run_level(url, route, names, pairs, args.fetch, args.auth, proc.pid)))
         finally:
             stop_app(proc)
         with Store(workdir / "data" / "prefapp.duckdb") as store:
@@ -252,13 +267,13 @@ def main() -> int:
                     and not any(r["twice"] for r in results))
     print(f"load: demo model, auth {'on' if args.auth else 'off'}, {os.cpu_count()} CPU cores"
           + (f", app pinned to CPUs {args.server_cpus}" if args.server_cpus else "")
-          + f", load average after {os.getloadavg()[0]:.1f}; clients: asyncio + httpx over /gradio_api/call; app at "
+          + f", load average after {os.getloadavg()[0]:.1f}; clients: asyncio + httpx; app at "
           f"rest: {', '.join(format(r['idle_cpu_pct'], '.0f') + '%' for r in results)} of a core (subtracted from its "
           "CPU/vote)")
-    print(f"{'annotators':>10}{'votes':>7}{'votes/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
+    print(f"{'route':>7}{'annotators':>11}{'votes':>7}{'votes/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
           f"{'pairs/s':>9}{'pair p50':>9}{'pair p95':>9}{'errors':>7}{'app CPU ms/vote':>16}{'client CPU ms/vote':>19}")
     for r in results:
-        print(f"{r['annotators']:>10}{r['votes']:>7}{r['votes_per_s']:>9.1f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
+        print(f"{r['route']:>7}{r['annotators']:>11}{r['votes']:>7}{r['votes_per_s']:>9.1f}{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}"
               f"{r['max_ms']:>8.0f}{r['fetch_per_s']:>9.1f}{r['fetch_p50_ms']:>9.0f}{r['fetch_p95_ms']:>9.0f}"
               f"{r['errors']:>7}{r['server_cpu_ms']:>16.1f}{r['client_cpu_ms']:>19.1f}")
     print(f"votes confirmed {len(confirmed)} ({sum(r['recorded_answers'] for r in results)} answered 'Recorded', "

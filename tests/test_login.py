@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -13,7 +14,9 @@ import pytest
 from fastapi import HTTPException
 from gradio_client import Client
 
+from prefapp.errors import ConfigError
 from prefapp.hosting.auth import HASH_ITERATIONS, Accounts, add_user
+from prefapp.hosting.callers import TRUSTED_PROXIES_ENV, UVICORN_PROXIES_ENV, TrustedProxies
 from prefapp.hosting.login import LoginGuard, LoginLimits
 from prefapp.hosting.routes import launch_options
 from prefapp.service import PrefService
@@ -119,3 +122,64 @@ def test_wrong_password_loops_do_not_slow_the_annotators(app: str) -> None:
     assert a <= 2 * q
     # a signed-in annotator is unaffected by the lock-out of its own name; a new sign-in waits for the window
     assert vote_latencies(annotators[0], "ann", 1)
+
+
+# --- the client address behind a proxy (prefapp.hosting.callers) --------------------------------------------------
+
+def test_forwarded_for_is_read_only_from_a_trusted_proxy_and_from_the_right(monkeypatch) -> None:
+    for name in ("SPACE_ID", TRUSTED_PROXIES_ENV):
+        monkeypatch.delenv(name, raising=False)
+    untrusted = TrustedProxies.from_env()
+    assert untrusted.client("203.0.113.9", ["1.2.3.4"]) == "203.0.113.9"  # a client's own claim: ignored
+
+    monkeypatch.setenv(TRUSTED_PROXIES_ENV, "127.0.0.1, 10.0.0.0/8")
+    proxies = TrustedProxies.from_env()
+    assert proxies.client("203.0.113.9", ["1.2.3.4"]) == "203.0.113.9"  # the peer is no proxy of ours
+    assert proxies.client("127.0.0.1", ["198.51.100.7"]) == "198.51.100.7"
+    # the client wrote the left part; our proxies appended the rest: the right-most untrusted hop is the client
+    assert proxies.client("127.0.0.1", ["6.6.6.6, 198.51.100.7, 10.1.2.3"]) == "198.51.100.7"
+    assert proxies.client("127.0.0.1", ["6.6.6.6", "198.51.100.7"]) == "198.51.100.7"  # two header lines
+    assert proxies.client("127.0.0.1", ["10.0.0.2, 10.0.0.3"]) == "10.0.0.2"  # all ours: the first
+    assert proxies.client("127.0.0.1", ["6.6.6.6, not-an-ip"]) == "127.0.0.1"  # garbage: believe none of it
+    assert proxies.client("127.0.0.1", []) == "127.0.0.1"
+
+    monkeypatch.delenv(TRUSTED_PROXIES_ENV)
+    monkeypatch.setenv("SPACE_ID", "team/prefapp")  # on a Space the peer is the Space's proxy, whatever its address
+    space = TrustedProxies.from_env()
+    assert space.client("34.1.2.3", ["6.6.6.6, 198.51.100.7, 10.20.0.5"]) == "198.51.100.7"
+    assert space.client("34.1.2.3", []) == "34.1.2.3"
+
+    monkeypatch.setenv(TRUSTED_PROXIES_ENV, "10.0.0.5, proxy.example")
+    with pytest.raises(ConfigError, match="'proxy.example' is not an IP address or network: list the proxies"):
+        TrustedProxies.from_env()
+
+
+def failed_sign_ins(url: str, forwarded_for: list[str]) -> list[int]:
+    """One wrong password per address claimed in X-Forwarded-For, each from a new name (so only the address counts)."""
+    with httpx.Client(timeout=60) as http:
+        return [http.post(f"{url}login", data={"username": f"guess{i}", "password": "wrong"},
+                          headers={"X-Forwarded-For": address}).status_code
+                for i, address in enumerate(forwarded_for)]
+
+
+@pytest.mark.parametrize("trust", [True, False])
+def test_the_per_address_limit_counts_clients_behind_a_trusted_proxy_only(
+        service: PrefService, accounts: Accounts, monkeypatch, trust: bool) -> None:
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv(TRUSTED_PROXIES_ENV, "127.0.0.1") if trust else monkeypatch.delenv(TRUSTED_PROXIES_ENV, False)
+    monkeypatch.setenv(UVICORN_PROXIES_ENV, "restored after the test")
+    monkeypatch.delenv(UVICORN_PROXIES_ENV)  # as on a fresh machine: uvicorn would believe 127.0.0.1 on its own
+    options = launch_options(accounts)  # the Doorman as `prefapp serve` builds it, with the env's trusted proxies
+    assert os.environ[UVICORN_PROXIES_ENV] == ""  # ... so launch_options tells it to believe nobody
+    guard = LoginGuard(accounts, LoginLimits(per_name=1000, per_address=3, failure_delay_s=0.0))
+    options["auth"] = guard.check  # a small per-address limit, so the test needs few (slow, real) hashes
+    with served(PrefUI(service, accounts).blocks, **options) as url:
+        first = failed_sign_ins(url, ["198.51.100.1"] * 3 + ["198.51.100.1"])
+        other = failed_sign_ins(url, ["198.51.100.2"])  # another client behind the same proxy
+        forged = failed_sign_ins(url, ["6.6.6.6, 198.51.100.1"])  # a client prepending a made-up address
+    assert first[:3] == [400, 400, 400] and first[3] == 429  # the limit holds for one forwarded client
+    if trust:
+        assert other == [400]  # ... and does not lock out the others behind the proxy
+        assert forged == [429]  # the hop our proxy wrote counts, not what the client wrote before it
+    else:
+        assert other == [429] and forged == [429]  # the header is the client's claim: the peer is what counts

@@ -8,7 +8,8 @@ try is refused with 429 before any hashing. An unknown name is hashed against a 
 iterations, and every failure waits the same `failure_delay_s`, so a known and an unknown name take the same time
 and the name cannot be guessed from the answer.
 
-The client address comes from `CLIENT_ADDRESS`, which `prefapp.hosting.routes.Doorman` sets for each request.
+The client address comes from `CLIENT_ADDRESS`, which `prefapp.hosting.routes.Doorman` sets for each request
+(`prefapp.hosting.callers.client_address`: behind a trusted proxy, the client it forwards for).
 """
 
 from __future__ import annotations

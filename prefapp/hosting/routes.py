@@ -5,7 +5,9 @@ asks for: without `Doorman`, a visitor who has not signed in could read `/config
 queue and upload files. With Hub sign-in, `Doorman` answers such a visitor with a small sign-in page at `/` and
 401 everywhere else except the OAuth routes themselves (an allowlist: a route gradio adds later stays closed).
 Where roles exist, uploads (only the Data tab's prompt import uses them) need an admin; every mode caps their size
-(`launch_options`' `max_file_size`). It also records each request's client address for the login rate limit.
+(`launch_options`' `max_file_size`). It also records each request's client address for the login rate limit
+(`callers.client_address`: X-Forwarded-For only from a trusted proxy). `launch_options` also mounts the light
+labelling routes (`light_api`), which check their callers themselves.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import html
 import json
 import logging
 import os
-import time
 from typing import Any
 
 from prefapp.errors import ConfigError
 from prefapp.hosting.auth import Access, Accounts, HubLogin
+from prefapp.hosting.callers import TrustedProxies, account_of, client_address, hub_user_of, one_rule_for_proxies
+from prefapp.hosting.light_api import API_PREFIX, LabellingService, LightApi
 from prefapp.hosting.login import CLIENT_ADDRESS, LoginGuard
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ DEFAULT_MAX_UPLOAD_MB = 50  # a prompt file of ~100k prompts; enough for import,
 OPEN_TO_VISITORS = ("/login/huggingface", "/login/callback", "/logout", "/favicon.ico", "/robots.txt",
                     "/gradio_api/startup-events")  # the last: gradio's launch() calls it once, it returns nothing
 UPLOAD_ROUTES = ("/gradio_api/upload",)
+LIGHT_ROUTES = (f"{API_PREFIX}/next_pair", f"{API_PREFIX}/vote")  # they check the caller themselves (plain text)
 
 SIGN_IN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefapp: sign in</title>
@@ -54,52 +58,22 @@ def max_upload_bytes() -> int:
     return int(mb * 1024 * 1024)
 
 
-def launch_options(access: Access | None) -> dict[str, Any]:
-    """Keyword arguments for gradio's `launch()`: the login callable, the doorman and the upload size limit."""
+def launch_options(access: Access | None, service: LabellingService | None = None) -> dict[str, Any]:
+    """Keyword arguments for gradio's `launch()`: the login callable, the doorman (with the trusted proxies), the
+    upload size limit and, given the service, the light labelling routes (`prefapp.hosting.light_api`)."""
     from starlette.middleware import Middleware
 
-    options: dict[str, Any] = {"max_file_size": max_upload_bytes(),
-                               "app_kwargs": {"middleware": [Middleware(Doorman, access=access)]}}
-    if isinstance(access, Accounts):
-        options["auth"] = LoginGuard(access).check
+    trusted = TrustedProxies.from_env()
+    one_rule_for_proxies()  # X-Forwarded-For is believed only as `trusted` says, not by uvicorn on its own
+    guard = LoginGuard(access) if isinstance(access, Accounts) else None  # one count of failures for both doors
+    app_kwargs: dict[str, Any] = {"middleware": [Middleware(Doorman, access=access, trusted=trusted)]}
+    if service is not None:
+        app_kwargs["routes"] = LightApi(service, access, guard).routes()  # FastAPI puts them before gradio's
+    options: dict[str, Any] = {"max_file_size": max_upload_bytes(), "app_kwargs": app_kwargs}
+    if guard is not None:
+        options["auth"] = guard.check
         options["auth_message"] = "prefapp: sign in with the account an admin created for you."
     return options
-
-
-def client_address(scope: dict) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
-def hub_user_of(scope: dict) -> str | None:
-    """The Hub user name in the signed session gradio's OAuth keeps (None: not signed in, or expired)."""
-    info = (scope.get("session") or {}).get("oauth_info") or {}
-    if info.get("expires_at") is not None and info["expires_at"] < time.time():
-        return None
-    return (info.get("userinfo") or {}).get("preferred_username")
-
-
-def account_of(scope: dict) -> str | None:
-    """The account name of gradio's password sign-in cookie (None: not signed in)."""
-    app = scope.get("app")
-    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
-    if cookie_id is None or not isinstance(tokens, dict):
-        return None
-    cookies = _cookies(scope)
-    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-    return tokens.get(token) if token else None
-
-
-def _cookies(scope: dict) -> dict[str, str]:
-    from http.cookies import SimpleCookie
-
-    raw = b"; ".join(v for k, v in scope.get("headers", []) if k == b"cookie").decode("latin-1")
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:  # a malformed cookie header: treat as none
-        return {}
-    return {k: m.value for k, m in jar.items()}
 
 
 def _route(scope: dict) -> str:
@@ -113,14 +87,14 @@ def _route(scope: dict) -> str:
 class Doorman:
     """ASGI middleware: records the client address; with roles, closes gradio's routes to who may not use them."""
 
-    def __init__(self, app: Any, access: Access | None = None) -> None:
-        self.app, self.access = app, access
+    def __init__(self, app: Any, access: Access | None = None, trusted: TrustedProxies = TrustedProxies()) -> None:
+        self.app, self.access, self.trusted = app, access, trusted
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        token = CLIENT_ADDRESS.set(client_address(scope))
+        token = CLIENT_ADDRESS.set(client_address(scope, self.trusted))
         try:
             refusal = self._refusal(scope)
             if refusal is None:
@@ -139,7 +113,7 @@ class Doorman:
         route = _route(scope)
         if isinstance(self.access, HubLogin):
             user = hub_user_of(scope)
-            if user is None and route not in OPEN_TO_VISITORS:
+            if user is None and route not in OPEN_TO_VISITORS and route not in LIGHT_ROUTES:
                 if route == "/" and scope.get("method", "GET") in ("GET", "HEAD"):
                     return 200, "text/html; charset=utf-8", SIGN_IN_PAGE.format(message=html.escape(
                         "Sign in with your Hugging Face account to label."))

@@ -94,9 +94,10 @@ def launch(config: AppConfig) -> None:
     install_log_redaction()  # Hub tokens never reach the log, whoever logs them
     accounts = access_from_env(config.users_file)
     check_bind(config.host, accounts is not None, config.allow_public)  # before the slow model load
-    options = launch_options(accounts)  # the login guard, route doors and upload limit (prefapp.hosting.routes)
+    launch_options(accounts)  # bad hosting settings (upload limit, trusted proxies) fail before the model loads
     stop_on_signals()  # SIGTERM stops as Ctrl-C does, so the store below is closed and checkpointed
     service = PrefService.open(config)
+    options = launch_options(accounts, service)  # login guard, doors, upload limit, light routes (prefapp.hosting)
     log.info("serving %s on http://%s:%d (%s)", service.model_info().label, config.host, config.port,
              accounts.summary() if accounts else "open, no accounts")
     try:
