@@ -156,11 +156,14 @@ class PrefService(EvalIntents, LabelingIntents, TrainingIntents):
         self.labeling.configure(self.generator, sampling)
         return sampling
 
-    def set_generator(self, adapter: str | None) -> str:
-        """Make a round's adapter (or the base, with None) the policy that writes new pairs; a remote engine is
-        asked to load it first (PublishUnsupported: it cannot, and the message says how to merge and serve)."""
-        if adapter and adapter not in self.backend.adapters:
-            raise ConfigError(f"{adapter} is not a finished round: pick one of {sorted(self.backend.adapters) or 'none yet'}")
+    def set_generator(self, adapter: str | None, confirm: bool = False, admin: str | None = None) -> str:
+        """Make a round ('round-2', '2') or the base (None, 'base') the policy that writes new pairs: the same
+        gate-checked intent as *Make generator* (`make_generator`), so no route skips the promotion gate."""
+        return self.make_generator(adapter, confirm=confirm, admin=admin)
+
+    def _use_generator(self, adapter: str | None) -> str:
+        """The swap itself, for `make_generator` only (after the gate): a remote engine is asked to load the round
+        first (PublishUnsupported: it cannot, and the message says how to merge and serve)."""
         published = self.backend.publish(adapter) if adapter else ""
         self.generator = adapter or None
         self.labeling.configure(self.generator, self.sampling)

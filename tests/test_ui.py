@@ -45,7 +45,7 @@ def test_build_ui_exposes_exactly_the_named_api(service: PrefService) -> None:
     train = {p["parameter_name"]: p["parameter_default"] for p in api["named_endpoints"]["/train"]["parameters"]}
     assert train == {"beta": 0.1, "learning_rate": 5e-4, "num_epochs": 1.0, "batch_size": 8, "max_length": 512,
                      "lora_r": 16, "loss_type": "sigmoid", "precompute_ref_log_probs": False, "save_steps": 50,
-                     "sources": "votes", "imported_share": 0.0, "method": "dpo"}
+                     "sources": "votes", "imported_share": 0.0, "method": "dpo", "eval_votes": False}
 
 
 def test_training_history_plots_as_numbers_and_starts_as_none() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prefapp.config import ConfigError
 from prefapp.evaluation.checks import RoundChecks
 from prefapp.evaluation.stats import Verdict
 
@@ -34,6 +35,15 @@ class GateDecision:
             lines.append("Refused: " + " ".join(self.reasons) + " Confirm explicitly to make it the generator "
                          "anyway (your confirmation is recorded).")
         return "\n".join(lines)
+
+
+class GateRefused(ConfigError):
+    """The gate refused a round; the message is the decision's text, then how to confirm from where it was asked (the
+    Chat tab's checkbox, the API's `confirm`). An admin may confirm (recorded) to override."""
+
+    def __init__(self, decision: GateDecision, how_to_confirm: str = "") -> None:
+        super().__init__(decision.text() + (f"\n{how_to_confirm}" if how_to_confirm else ""))
+        self.decision = decision
 
 
 def decide(policy: str, compared_with: str, verdict: Verdict, checks: RoundChecks | None,

@@ -8,6 +8,10 @@
 - Ties and both-bad: `drop` (no preference), or for both-bad `written` keeps the vote when the annotator wrote a
   better response: that response is `chosen` against each of the two bad ones.
 - A human-written response replaces `chosen` (`written="use"`) and the row says so (`human_written`).
+- Eval votes (blind comparisons on held-out prompts, prefapp.store.evals) are kept out unless an admin opts them in
+  (`eval_votes=True`): then each decided eval vote (A or B) is a row, chosen the winning policy's answer, under the
+  same disagreement rule; ties and both-bad are left out and counted (an eval vote has no written response). Every
+  row then says where it came from (`origin`: vote, import or eval) and eval rows which policies won and lost.
 """
 
 from __future__ import annotations
@@ -15,17 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from prefapp.config import ConfigError
 from prefapp.store.counting import table_fingerprint
 from prefapp.preferences.export import ExportCounts, ExportResult, save_export
-from prefapp.preferences.pair_import import with_imported
+from prefapp.preferences.pair_import import VOTE_PROVENANCE, with_imported
 
 DISAGREEMENT = ("majority", "drop", "all")
 SOURCES = ("votes", "imported", "both")
 BOTH_BAD = ("drop", "written")
 WRITTEN = ("use", "ignore")
+EVAL_PROVENANCE = {"eval_chosen_policy": "", "eval_rejected_policy": "", "eval_judge": ""}  # blank: not an eval row
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class ExportOptions:
     written: str = "use"  # a human-written response becomes `chosen`
     sources: str = "votes"  # rows from the app's votes, from imported preference pairs, or both
     imported_share: float | None = None  # with "both": imported rows are at most this share of the rows
+    eval_votes: bool = False  # an admin's opt-in: decided eval votes become rows too (they judge held-out prompts)
 
     def validate(self) -> None:
         for name, allowed in (("disagreement", DISAGREEMENT), ("both_bad", BOTH_BAD), ("written", WRITTEN),
@@ -59,9 +65,15 @@ class ResolveCounts:
     rows: int  # imported rows included
     imported: int = 0  # rows from imported preference pairs (prefapp.preferences.pair_import)
     imported_capped: int = 0  # imported pairs left out by ExportOptions.imported_share
+    eval_votes: int = 0  # with ExportOptions.eval_votes: every eval vote considered
+    eval_rows: int = 0  # rows from decided eval votes (included in `rows`)
+    eval_ties: int = 0  # left out: eval ties
+    eval_both_bad: int = 0  # left out: eval both-bad votes
+    eval_dropped: int = 0  # eval pairs dropped for disagreement
 
     def as_export_counts(self) -> ExportCounts:
-        return ExportCounts(votes=self.votes, pairs=self.rows, ties=self.ties, both_bad=self.both_bad)
+        return ExportCounts(votes=self.votes + self.eval_votes, pairs=self.rows, ties=self.ties + self.eval_ties,
+                            both_bad=self.both_bad + self.eval_both_bad)
 
     def summary(self) -> str:
         return (f"{self.rows} rows from {self.votes} votes on {self.pairs} pairs; left out: {self.ties} ties, "
@@ -70,7 +82,10 @@ class ResolveCounts:
                 f"{self.human_written} rows have a human-written chosen response."
                 + (f" {self.imported} imported pairs included" if self.imported else "")
                 + (f" ({self.imported_capped} imported pairs left out by the cap)" if self.imported_capped else "")
-                + ("." if self.imported or self.imported_capped else ""))
+                + ("." if self.imported or self.imported_capped else "")
+                + (f" Eval votes opted in: {self.eval_rows} rows from {self.eval_votes} eval votes (left out: "
+                   f"{self.eval_ties} ties, {self.eval_both_bad} both bad, {self.eval_dropped} pairs for disagreement)."
+                   if self.eval_votes else ""))
 
 
 def preference_dataset(store, options: ExportOptions = ExportOptions(),
@@ -82,6 +97,16 @@ def preference_dataset(store, options: ExportOptions = ExportOptions(),
     always of everything.
     """
     options.validate()
+    if not options.eval_votes:
+        return _labelled(store, options, limit)
+    dataset, counts = _with_eval_votes(store, *_labelled(store, options), options.disagreement)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset, counts
+
+
+def _labelled(store, options: ExportOptions, limit: int | None = None) -> tuple[Dataset, ResolveCounts]:
+    """The rows of the app's votes and/or the imported pairs (`options.sources`)."""
     args = (options.disagreement, options.both_bad, options.written)
     if options.sources == "votes":
         counts = ResolveCounts(**store.preference_counts(*args))
@@ -96,6 +121,28 @@ def preference_dataset(store, options: ExportOptions = ExportOptions(),
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return dataset, replace(counts, rows=counts.rows + kept, imported=kept, imported_capped=capped)
+
+
+def _with_eval_votes(store, dataset: Dataset, counts: ResolveCounts, disagreement: str
+                     ) -> tuple[Dataset, ResolveCounts]:
+    """`dataset` followed by the decided eval votes' rows; every row gets the provenance columns of both."""
+    table = store.eval_preference_rows(disagreement)
+    counts = replace(counts, **store.eval_preference_counts(disagreement))
+    counts = replace(counts, rows=counts.rows + counts.eval_rows)
+    evals = Dataset(table, fingerprint=table_fingerprint(table))
+    if not len(dataset):
+        return _provenance(evals), counts
+    dataset = _provenance(dataset)
+    return concatenate_datasets([dataset, _provenance(evals).cast(dataset.features)]), counts
+
+
+def _provenance(dataset: Dataset) -> Dataset:
+    """Every provenance column of votes, imports and eval votes, those a row's origin lacks filled with blanks."""
+    blanks = {**VOTE_PROVENANCE, **EVAL_PROVENANCE}
+    for column, value in blanks.items():
+        if column not in dataset.column_names:
+            dataset = dataset.add_column(column, [value] * len(dataset))
+    return dataset.select_columns([*[c for c in dataset.column_names if c not in blanks], *blanks])
 
 
 def _votes_dataset(store, args: tuple, limit: int | None = None) -> Dataset:

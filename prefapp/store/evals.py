@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from prefapp.store.counting import _ISO
 from prefapp.store.records import (_PROMPT_COLS, Prompt, _check_annotator, _check_choice, _json_dict, _now, _prompt,
                                    _utc, parse_prompts)
 from prefapp.store.records import prompt_hash  # noqa: F401 - evaluation.heldout reads it from here
@@ -88,6 +89,39 @@ def _eval_vote(row: tuple) -> EvalVote:
     *head, prompt, pa, pb, ra, rb, swapped, model_id, sampling, shown, at = row
     return EvalVote(*head, json.loads(prompt), pa, pb, ra, rb, swapped, model_id, json.loads(sampling), _utc(shown),
                     _utc(at))
+
+
+# Decided eval votes as preference rows (an admin's opt-in: prefapp.preferences.resolve), under the labelling votes'
+# disagreement rule ($rule: majority, drop or all). An eval pair's sides are fixed for everyone who votes on it, so
+# answers compare as they are. `chosen` holds the vote that speaks for each kept pair (every vote, with `all`).
+_EVAL_CHOSEN = """
+WITH ev AS (SELECT id, pair_id, choice, row_number() OVER (ORDER BY created_at, id) AS seq FROM eval_votes),
+answers AS (SELECT pair_id, choice, count(*) AS n, min(seq) AS seq, arg_min(id, seq) AS id FROM ev
+            GROUP BY pair_id, choice),
+ranked AS (SELECT *, count(*) OVER w AS n_answers, max(n) OVER w AS top, min(seq) OVER w AS pair_seq FROM answers
+           WINDOW w AS (PARTITION BY pair_id)),
+tops AS (SELECT *, sum((n = top)::INT) OVER (PARTITION BY pair_id) AS n_top FROM ranked),
+chosen AS (
+    SELECT ev.id, ev.pair_id, ev.choice, p.pair_seq, ev.seq
+    FROM ev JOIN (SELECT DISTINCT pair_id, pair_seq FROM tops) p USING (pair_id) WHERE $rule = 'all'
+    UNION ALL
+    SELECT id, pair_id, choice, pair_seq, seq FROM tops
+    WHERE n = top AND (($rule = 'majority' AND n_top = 1) OR ($rule = 'drop' AND n_answers = 1))
+)"""
+_EVAL_ROWS = _EVAL_CHOSEN + f"""
+SELECT from_json(v.prompt, '[{{"role": "VARCHAR", "content": "VARCHAR"}}]') AS prompt,
+       [{{'role': 'assistant', 'content': CASE v.choice WHEN 'A' THEN v.response_a ELSE v.response_b END}}] AS chosen,
+       [{{'role': 'assistant', 'content': CASE v.choice WHEN 'A' THEN v.response_b ELSE v.response_a END}}] AS rejected,
+       v.pair_id, v.annotator, v.model_id, '' AS adapter_id, false AS human_written, {_ISO} AS voted_at,
+       'eval' AS origin, CASE v.choice WHEN 'A' THEN v.policy_a ELSE v.policy_b END AS eval_chosen_policy,
+       CASE v.choice WHEN 'A' THEN v.policy_b ELSE v.policy_a END AS eval_rejected_policy, v.judge AS eval_judge
+FROM chosen c JOIN eval_votes v ON v.id = c.id WHERE c.choice IN ('A', 'B') ORDER BY c.pair_seq, c.seq"""
+_EVAL_COUNTS = _EVAL_CHOSEN + """
+SELECT (SELECT count(*) FROM eval_votes) AS eval_votes,
+       (SELECT count(DISTINCT pair_id) FROM eval_votes) - count(DISTINCT pair_id) AS eval_dropped,
+       count(*) FILTER (WHERE choice IN ('A', 'B')) AS eval_rows, count(*) FILTER (WHERE choice = 'tie') AS eval_ties,
+       count(*) FILTER (WHERE choice = 'both_bad') AS eval_both_bad
+FROM chosen"""
 
 
 class EvalStore:
@@ -204,6 +238,18 @@ class EvalStore:
             return self._cur().execute("SELECT count(*) FROM eval_votes WHERE annotator = ?",
                                        [annotator]).fetchone()[0]
         return self._cur().execute("SELECT count(*) FROM eval_votes").fetchone()[0]
+
+    def eval_preference_rows(self, disagreement: str):
+        """Decided eval votes (A or B) as preference rows in the export's shape, as Arrow, oldest pair first, with
+        their provenance: origin 'eval', the chosen and rejected policies, the judge kind."""
+        with self._cur().cursor() as cur:
+            return cur.sql(_EVAL_ROWS, params={"rule": disagreement}).to_arrow_table()
+
+    def eval_preference_counts(self, disagreement: str) -> dict[str, int]:
+        """What the opt-in adds and leaves out: eval votes, pairs dropped for disagreement, rows, ties, both bad."""
+        cur = self._cur().execute(_EVAL_COUNTS, {"rule": disagreement})
+        names = [d[0] for d in cur.description]
+        return dict(zip(names, cur.fetchall()[0]))
 
     # -- post-round checks and promotions ------------------------------------------------------
 

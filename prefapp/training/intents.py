@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from prefapp.config import ConfigError, TrainConfig
+from prefapp.evaluation.gate import GateRefused
+from prefapp.evaluation.judge import policy_name
+from prefapp.evaluation.queue import BASE
 from prefapp.preferences.export import ExportCounts, ExportResult, save_export
 from prefapp.preferences.resolve import ExportOptions
 from prefapp.store import Round
@@ -144,20 +147,26 @@ class TrainingIntents:
         self.aligned = name
         return rnd
 
-    def make_generator(self, round_id: int | None, confirm: bool = False, admin: str | None = None) -> str:
-        """Hot-swap the policy that writes new pairs (and the chat's aligned side) to a round, or None for the base;
-        the promotion gate refuses a round judged worse or degenerate unless `confirm` (recorded)."""
-        name = round_adapter_name(int(round_id)) if round_id else None
-        if name:
-            decision = self.gate(int(round_id))
-            if not decision.allowed and not confirm:
-                raise ConfigError(decision.text())
-            self.store.record_promotion(int(round_id), admin, decision.verdict, decision.flags, not decision.allowed)
-        message = self.set_generator(name)
-        if name:
-            self.set_aligned(name)
-            message += "\n" + decision.text()
-        return message
+    def make_generator(self, round_id: int | str | None, confirm: bool = False, admin: str | None = None) -> str:
+        """THE intent that changes the generator (Train and Chat tabs, /set_generator, rollback, the demo loop): the
+        policy that writes new pairs (and the chat's aligned side) becomes a round (3, '3' or 'round-3'), or the base
+        (None, 0 or 'base'). The promotion gate refuses a round judged worse or degenerate (with
+        PREFAPP_REQUIRE_WORKING, one not judged working) unless `confirm`; each promotion is recorded, a confirmed
+        refusal as an override."""
+        name = None if round_id in (None, 0, "") else policy_name(round_id)
+        if name in (None, BASE):
+            return self._use_generator(None)
+        number = round_files.round_number(name)
+        if number is None or name not in self.backend.adapters:
+            raise ConfigError(f"{name} is not a finished round: pick one of "
+                              f"{', '.join([BASE, *sorted(self.backend.adapters)])}")
+        decision = self.gate(number)
+        if not decision.allowed and not confirm:
+            raise GateRefused(decision)
+        message = self._use_generator(name)  # a remote engine that cannot load it refuses here: nothing recorded
+        self.set_aligned(name)
+        self.store.record_promotion(number, admin, decision.verdict, decision.flags, not decision.allowed)
+        return message + "\n" + decision.text()
 
     def rollback(self) -> str:
         """Make the finished round before the current generator the generator again (the base before round 1)."""

@@ -24,6 +24,7 @@ from prefapp.ui.evaluate_tab import EVAL_CONCURRENCY
 from prefapp.ui.label_tab import LABEL_CONCURRENCY
 from prefapp.ui.train_tab import data_options, start_message, status_dict
 
+CONFIRM_API = "To override: call /set_generator again with confirm=true (recorded)."
 API_NAMES = ("next_pair", "vote", "undo", "add_prompts", "import_prompts", "import_pairs", "quality", "export",
              "train", "train_status", "add_round", "chat", "set_generator", "eval_next", "eval_vote",
              "leaderboard", "set_selection", "rate_reply",
@@ -124,11 +125,13 @@ class Api:
 
     def export(self, name: str = "", push_to: str = "", disagreement: str = "majority", both_bad: str = "drop",
                written: str = "use", sources: Literal["votes", "imported", "both"] = "votes",
-               imported_share: float = 0.0) -> str:
+               imported_share: float = 0.0, eval_votes: bool = False) -> str:
         """Export the votes as a datasets dataset (save_to_disk + Parquet), resolving disagreements (majority, drop,
         all), both-bad (drop, written) and human-written responses (use, ignore); `sources`: votes, imported or
-        both, imported pairs capped at `imported_share` of the rows (0: no cap); optionally push it to the Hub."""
-        return export_message(self.service, name, push_to, disagreement, both_bad, written, sources, imported_share)
+        both, imported pairs capped at `imported_share` of the rows (0: no cap); `eval_votes`: also the decided eval
+        votes (origin 'eval'; off by default); optionally push it to the Hub."""
+        return export_message(self.service, name, push_to, disagreement, both_bad, written, sources, imported_share,
+                              eval_votes)
 
     def train(
         self, beta: float = TrainConfig.beta, learning_rate: float = TrainConfig.learning_rate,
@@ -136,14 +139,15 @@ class Api:
         max_length: int = TrainConfig.max_length, lora_r: int = TrainConfig.lora_r,
         loss_type: str = TrainConfig.loss_type, precompute_ref_log_probs: bool = False,
         save_steps: int = TrainConfig.save_steps, sources: Literal["votes", "imported", "both"] = "votes",
-        imported_share: float = 0.0, method: Literal["dpo", "kto"] = "dpo",
+        imported_share: float = 0.0, method: Literal["dpo", "kto"] = "dpo", eval_votes: bool = False,
     ) -> str:
         """Export the current preferences (`sources`: votes, imported pairs or both, imported capped at
-        `imported_share` of the rows, 0: no cap) and start a LoRA round in the background: DPO on pairs, or KTO
-        (`method`) on every labelled completion; poll /train_status."""
+        `imported_share` of the rows, 0: no cap; `eval_votes`: also the decided eval votes, off by default) and start
+        a LoRA round in the background: DPO on pairs, or KTO (`method`) on every labelled completion; poll
+        /train_status."""
         return start_message(self.service, beta, learning_rate, num_epochs, batch_size, max_length, lora_r,
                              loss_type, precompute_ref_log_probs, save_steps, method,
-                             options=data_options(sources, imported_share))
+                             options=data_options(sources, imported_share, eval_votes))
 
     def add_round(self, adapter_dir: str) -> str:
         """Register a LoRA adapter folder trained elsewhere (under the data folder) as the next finished round, after
@@ -176,9 +180,11 @@ class Api:
         with user_errors():
             return self.service.rate_reply([{"role": "user", "content": message}], reply, good, annotator, which)
 
-    def set_generator(self, which: str) -> str:
-        """Make a finished round (e.g. 'round-1' or '1') or 'base' the model that writes new pairs."""
-        return set_generator_message(self.service, which)
+    def set_generator(self, which: str, confirm: bool = False) -> str:
+        """Make a finished round (e.g. 'round-1' or '1') or 'base' the model that writes new pairs, through the
+        promotion gate: a round judged worse or flagged (or not working, with PREFAPP_REQUIRE_WORKING) is refused with
+        its verdict and checks unless `confirm` is true (recorded as an override)."""
+        return set_generator_message(self.service, which, confirm, how_to_confirm=CONFIRM_API)
 
     def eval_next(self, annotator: str) -> tuple[str, str, str, str]:
         """The next blind eval pair: (pair_id, prompt, response_a, response_b); who wrote which side stays hidden."""

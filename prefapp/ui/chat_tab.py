@@ -12,14 +12,16 @@ from typing import Any, Iterator, Literal
 
 import gradio as gr
 
+from prefapp.evaluation.gate import GateRefused
 from prefapp.service import PrefService
-from prefapp.ui.access import ADMIN, ANNOTATOR, on, page_load
+from prefapp.ui.access import ADMIN, ANNOTATOR, current_user, on, page_load
 from prefapp.ui.common import PRIVATE, Update, aligned_dropdown, model_text, round_choices, round_name, toast_text, \
     user_errors
 from prefapp.ui.header import Header
 from prefapp.ui.render import markdown_html
 
 NO_ALIGNED = "No aligned model yet: train a round in the Train tab."
+CONFIRM_HERE = "To override: tick Confirm beside the button and press it again."
 
 
 def shown(history: list[dict]) -> list[dict]:
@@ -38,10 +40,19 @@ def chat_view(label: str, elem_id: str, placeholder: str | None = None) -> gr.Ch
                       group_consecutive_messages=False)
 
 
-def set_generator_message(service: PrefService, which: str) -> str:
-    """Make a finished round ('round-1' or '1') or 'base' the model that writes new pairs."""
+def set_generator_message(service: PrefService, which: str, confirm: bool = False, how_to_confirm: str = "") -> str:
+    """Make a finished round ('round-1' or '1') or 'base' the model that writes new pairs, through the promotion gate
+    (`PrefService.make_generator`); a refusal says how to confirm from where it was asked."""
     with user_errors():
-        return service.set_generator(round_name(which))
+        try:
+            return service.make_generator(round_name(which), confirm=bool(confirm), admin=current_user())
+        except GateRefused as refused:
+            raise GateRefused(refused.decision, how_to_confirm) from None
+
+
+def unconfirmed() -> bool:
+    """A promotion's confirmation is for that one promotion: the box is cleared once it went through."""
+    return False
 
 
 class ChatTab:
@@ -58,6 +69,8 @@ class ChatTab:
                 self.aligned_pick = gr.Dropdown(label="Aligned model (a finished round)", scale=2,
                                                 choices=round_choices(self.service), value=self.service.aligned)
                 self.use_aligned = gr.Button("Use the aligned model as the generator for new pairs", scale=2)
+                self.confirm_gate = gr.Checkbox(False, label="Confirm: even if judged worse or flagged (recorded)",
+                                                scale=1)
                 self.use_base = gr.Button("Back to the base model as generator", scale=1)
             self.rate_buttons: dict[tuple[str, bool], gr.Button] = {}
             with gr.Row(equal_height=True):
@@ -85,7 +98,7 @@ class ChatTab:
 
     @property
     def admin_only(self) -> list:
-        return [self.use_aligned, self.use_base, self.to_labeling]
+        return [self.use_aligned, self.confirm_gate, self.use_base, self.to_labeling]
 
     def events(self) -> None:
         view = [self.base_chat, self.aligned_chat, self.base_history, self.aligned_history, self.message]
@@ -102,8 +115,12 @@ class ChatTab:
         on(self.tab.select, self.on_refresh, None, [self.aligned_pick, model_info], role=ANNOTATOR, **PRIVATE)
         on(self.aligned_pick.input, self.on_pick_aligned, [self.aligned_pick], [model_info, *view], role=ADMIN,
            **PRIVATE)
-        on(self.use_aligned.click, partial(self.on_generator, "aligned"), None, [model_info], role=ADMIN, **PRIVATE)
-        on(self.use_base.click, partial(self.on_generator, "base"), None, [model_info], role=ADMIN, **PRIVATE)
+        # Through the promotion gate, as *Make generator*: a refused round needs Confirm ticked (recorded).
+        # The checkbox is not an output of the switch: a refusal's error overlay would cover it.
+        for button, which in ((self.use_aligned, "aligned"), (self.use_base, "base")):
+            swapped = on(button.click, partial(self.on_generator, which), [self.confirm_gate], [model_info],
+                         role=ADMIN, **PRIVATE)
+            on(swapped.success, unconfirmed, None, [self.confirm_gate], role=ADMIN, **PRIVATE)
         on(self.to_labeling.click, self.on_to_labeling, [self.message, self.base_history], [self.message],
            role=ADMIN, **PRIVATE)
 
@@ -151,10 +168,11 @@ class ChatTab:
         # The aligned side's history came from another adapter: start both sides afresh.
         return {self.header.model_info: model_text(self.service.model_info()), **self.on_clear()}
 
-    def on_generator(self, which: Literal["aligned", "base"]) -> str:
+    def on_generator(self, which: Literal["aligned", "base"], confirm: bool = False) -> str:
         if which == "aligned" and self.service.aligned is None:
             raise gr.Error("There is no aligned model yet: train a round in the Train tab first.")
-        message = set_generator_message(self.service, self.service.aligned if which == "aligned" else "base")
+        message = set_generator_message(self.service, self.service.aligned if which == "aligned" else "base",
+                                        confirm, how_to_confirm=CONFIRM_HERE)
         gr.Info(toast_text(message))
         return model_text(self.service.model_info())
 

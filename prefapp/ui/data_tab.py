@@ -12,6 +12,10 @@ from prefapp.ui.import_panel import ImportPairsPanel, counts_frame
 from prefapp.ui.common import PRIVATE, Update, capitalized, toast_text, user_errors
 
 
+EVAL_VOTES_LABEL = ("Also use the Evaluate tab's decided votes (A/B on held-out prompts; off: eval votes only judge "
+                    "rounds). Rows are marked origin=eval")
+
+
 def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int, both_bad: int,
                          imported: dict[str, int] | None = None) -> str:
     by = counts.by_choice
@@ -27,10 +31,10 @@ def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int
 
 def export_message(service: PrefService, name: str = "", push_to: str = "", disagreement: str = "majority",
                    both_bad: str = "drop", written: str = "use", sources: str = "votes",
-                   imported_share: float | None = None) -> str:
+                   imported_share: float | None = None, eval_votes: bool = False) -> str:
     """Export the votes and say where they went; a failed push is reported, the export itself stays saved."""
     with user_errors():
-        options = ExportOptions(disagreement, both_bad, written, sources, imported_share or None)
+        options = ExportOptions(disagreement, both_bad, written, sources, imported_share or None, bool(eval_votes))
         result = service.export(name.strip() or None, options)
     c = result.counts
     message = (f"Exported {c.pairs} pairs to {result.dataset_dir} and {result.parquet_path} "
@@ -89,6 +93,7 @@ class DataTab:
                                        info="votes: the app's human votes; imported: imported pairs; both")
             self.imported_share = gr.Number(0, label="Cap on the imported share (0: none)", minimum=0, maximum=1,
                                             info="with both: imported pairs make at most this share of the rows")
+        self.eval_votes = gr.Checkbox(False, label=EVAL_VOTES_LABEL)
         self.export_button = gr.Button("Export", variant="primary")
         self.export_result = gr.Textbox(label="Export result", interactive=False, lines=3)
 
@@ -117,8 +122,8 @@ class DataTab:
         view = [self.counts, self.preview, self.pairs_import.counts]
         on([self.tab.select, self.refresh.click], self.on_refresh, None, view, role=ADMIN, **PRIVATE)
         exported = on(self.export_button.click, self.on_export, [self.export_name, self.push_repo, self.disagreement,
-                      self.both_bad, self.written, self.sources, self.imported_share], [self.export_result],
-                      role=ADMIN, **PRIVATE)
+                      self.both_bad, self.written, self.sources, self.imported_share, self.eval_votes],
+                      [self.export_result], role=ADMIN, **PRIVATE)
         pairs_imported = self.pairs_import.events()
         added = on(self.add_prompts_button.click, self.on_add_prompts, [self.new_prompts],
                    [self.add_prompts_result, self.new_prompts], role=ADMIN, **PRIVATE)
@@ -138,8 +143,10 @@ class DataTab:
         return {self.counts: counts, self.preview: preview, self.pairs_import.counts: counts_frame(summary.imported)}
 
     def on_export(self, name: str, repo_id: str, disagreement: str = "majority", both_bad: str = "drop",
-                  written: str = "use", sources: str = "votes", imported_share: float | None = None) -> str:
-        return export_message(self.service, name, repo_id, disagreement, both_bad, written, sources, imported_share)
+                  written: str = "use", sources: str = "votes", imported_share: float | None = None,
+                  eval_votes: bool = False) -> str:
+        return export_message(self.service, name, repo_id, disagreement, both_bad, written, sources, imported_share,
+                              eval_votes)
 
     def on_add_prompts(self, text: str) -> Update:
         with user_errors():

@@ -13,6 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from prefapp.config import TRAIN_METHODS, ConfigError, TrainConfig
+from prefapp.evaluation.gate import GateRefused
 from prefapp.preferences.resolve import SOURCES, ExportOptions
 from prefapp.service import PrefService
 from prefapp.store import Round
@@ -20,7 +21,8 @@ from prefapp.training.dpo import LOSS_TYPES
 from prefapp.training.preflight import PreflightReport
 from prefapp.training.progress import TrainProgress
 from prefapp.ui.access import ADMIN, current_user, on, page_load
-from prefapp.ui.chat_tab import ChatTab
+from prefapp.ui.chat_tab import ChatTab, unconfirmed
+from prefapp.ui.data_tab import EVAL_VOTES_LABEL
 from prefapp.ui.common import PRIVATE, Update, aligned_dropdown, model_text, rounds_frame, user_errors
 from prefapp.ui.header import Header
 
@@ -88,9 +90,12 @@ def knobs_config(service: PrefService, *values: Any) -> TrainConfig:
     return train_config(service.config.train, **knobs)
 
 
-def data_options(sources: str = "votes", imported_share: float | None = None) -> ExportOptions:
-    """Which rows a round trains on: the app's votes, imported pairs, or both (imported capped at a share)."""
-    return ExportOptions(sources=sources or "votes", imported_share=imported_share or None)
+def data_options(sources: str = "votes", imported_share: float | None = None, eval_votes: bool = False
+                 ) -> ExportOptions:
+    """Which rows a round trains on: the app's votes, imported pairs, or both (imported capped at a share), and
+    (an admin's opt-in) the decided eval votes."""
+    return ExportOptions(sources=sources or "votes", imported_share=imported_share or None,
+                         eval_votes=bool(eval_votes))
 
 
 def start_message(service: PrefService, *values: Any, options: ExportOptions | None = None) -> str:
@@ -146,6 +151,7 @@ class TrainTab:
                 self.sources = gr.Dropdown(list(SOURCES), value="votes", label="Train on",
                                            info="votes: the app's human votes; imported: imported pairs; both")
                 self.imported_share = gr.Number(0, label="Cap on the imported share (0: none)", minimum=0, maximum=1)
+                self.eval_votes = gr.Checkbox(False, label=EVAL_VOTES_LABEL)
             with gr.Row():
                 self.start_button = gr.Button("Start training", variant="primary")
                 self.cancel_button = gr.Button("Cancel", variant="stop")
@@ -211,7 +217,7 @@ class TrainTab:
         view = [self.message, self.progress, self.plot, self.metrics, self.rounds_table, self.timer, aligned_pick,
                 model_info]
         on(page_load(), self.on_load, None, [self.timer, self.rounds_table], role=ADMIN, **PRIVATE)
-        data = [self.sources, self.imported_share]
+        data = [self.sources, self.imported_share, self.eval_votes]
         on(self.start_button.click, self.on_start, [*self.knobs, *data], [self.message, self.timer,
            self.rounds_table], role=ADMIN, **PRIVATE)
         on(self.cancel_button.click, self.on_cancel, None, [self.message], role=ADMIN, **PRIVATE)
@@ -227,8 +233,10 @@ class TrainTab:
             on(button.click, self._round_op(op), [self.round_pick], ops, role=ADMIN, **PRIVATE)
         on(self.add_round_button.click, self.on_add_round, [self.add_round_dir], ops, role=ADMIN, **PRIVATE)
         # The promotion gate: the round's verdict and checks decide; a refusal is overridden only when confirmed.
-        on(self.make_generator_button.click, self._round_op(self.make_generator), [self.round_pick,
-           self.confirm_gate], [*ops, self.confirm_gate], role=ADMIN, **PRIVATE)
+        # The box is cleared by a second event, not as an output: a refusal's error overlay would cover it.
+        promoted = on(self.make_generator_button.click, self._round_op(self.make_generator), [self.round_pick,
+                      self.confirm_gate], ops, role=ADMIN, **PRIVATE)
+        on(promoted.success, unconfirmed, None, [self.confirm_gate], role=ADMIN, **PRIVATE)
         on(self.push_round_button.click, self.on_push, [self.round_pick, self.push_round_repo], [self.round_result],
            role=ADMIN, **PRIVATE)
 
@@ -239,8 +247,8 @@ class TrainTab:
                 self.rounds_table: self._rounds_frame()}
 
     def on_start(self, *values: Any) -> Update:
-        *knobs, sources, share = values
-        message = start_message(self.service, *knobs, options=data_options(sources, share))
+        *knobs, sources, share, eval_votes = values
+        message = start_message(self.service, *knobs, options=data_options(sources, share, eval_votes))
         return {self.message: message, self.timer: gr.Timer(active=True),
                 self.rounds_table: self._rounds_frame()}
 
@@ -260,13 +268,14 @@ class TrainTab:
         return update
 
     def on_preflight(self, *values: Any) -> Update:
-        *knobs, sources, share = values
+        *knobs, sources, share, eval_votes = values
+        options = data_options(sources, share, eval_votes)
         with user_errors():
             config = knobs_config(self.service, *knobs)
             if config.method == "kto":  # counts by source, balance and weights, truncation (prefapp.training.kto)
-                return {self.preflight_report: self.service.preflight_kto(config, data_options(sources, share))
-                        .markdown(), self.preflight_preview: ""}
-            report = self.service.preflight(config, options=data_options(sources, share))
+                return {self.preflight_report: self.service.preflight_kto(config, options).markdown(),
+                        self.preflight_preview: ""}
+            report = self.service.preflight(config, options=options)
         return {self.preflight_report: report_markdown(report), self.preflight_preview: report.preview}
 
     def _rounds_frame(self) -> pd.DataFrame:
@@ -284,8 +293,7 @@ class TrainTab:
                 if op != self.rollback and not round_id:
                     raise ConfigError("enter a round number from the Rounds table first")
                 message = op(round_id, *confirm)
-            return {self.round_result: message, **self._rounds_changed(),
-                    **({self.confirm_gate: False} if confirm else {})}  # a confirmation is for one promotion
+            return {self.round_result: message, **self._rounds_changed()}
         on_round_op.__name__, on_round_op.__qualname__ = f"on_{op.__name__}", f"TrainTab.on_{op.__name__}"
         return on_round_op
 
@@ -296,7 +304,11 @@ class TrainTab:
     def make_generator(self, round_id: float | None, confirm: bool = False) -> str:
         """Through the promotion gate: shows the verdict and checks, refuses a worse or degenerate round unless
         confirmed (the confirmation and the admin are recorded)."""
-        return self.service.make_generator(int(round_id or 0), confirm=bool(confirm), admin=current_user())
+        try:
+            return self.service.make_generator(int(round_id or 0), confirm=bool(confirm), admin=current_user())
+        except GateRefused as refused:
+            raise GateRefused(refused.decision, "To override: tick Confirm beside Make generator and press it again.") \
+                from None
 
     def rollback(self, round_id: float | None) -> str:
         return self.service.rollback()
