@@ -10,8 +10,9 @@ sides, votes by 12 annotators with 2-3 annotators on ~19% of pairs, repeat probe
 Operations (issue 14's table): `quality` (the Quality tab's report), `data_summary` (the Data tab: counts and 20
 preview rows), `resolve` (votes -> the DPO `datasets.Dataset`), `export` (save_to_disk + Parquet), `preflight`
 (resolve + the preflight report with the demo model's tokenizer), `click` (one vote click: the next overlap pair,
-recording the pair shown, the vote, the counters and the progress line; median of 20 clicks), `refill_pick` (the
-queue's choice of the least-served prompts) and, up to 100k votes, `votes_legacy` (every vote as a Python object,
+recording the pair shown, the vote, the counters and the progress line; median of 20 clicks by three of the store's
+own annotators; then the median of 5 undos; on a copy of the store), `refill_pick` (the queue's choice of the
+least-served prompts) and, up to 100k votes, `votes_legacy` (every vote as a Python object,
 what everything did before).
 """
 
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,10 +124,13 @@ def measure(op: str, db: Path) -> dict:
 
     for module in IMPORTS.get(op, ()):  # imports (torch, transformers: seconds) are not the operation's cost
         __import__(module)
-    with Store(db) as store:
-        started = time.perf_counter()
-        detail = OPERATIONS[op](store)
-        seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        if op in WRITES:  # on a copy: every run starts from the same store
+            db = Path(shutil.copy(db, Path(tmp) / db.name))
+        with Store(db) as store:
+            started = time.perf_counter()
+            detail = OPERATIONS[op](store)
+            seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"op": op, "seconds": seconds, "peak_rss_mib": peak, **(detail or {})}
 
@@ -174,13 +179,14 @@ def _preflight(store) -> dict:
     return {"detail": f"{report.lengths.audited} pairs tokenized of {report.data.pairs}"}
 
 
-def _click(store, clicks: int = 20, overlap: int = 2) -> dict:
+def _click(store, clicks: int = 20, overlap: int = 2, undos: int = 5) -> dict:
     """What one vote click costs the store: the next pair (overlap first, else the queue's pair recorded as shown),
-    the vote, the counters and the progress line."""
+    the vote, the counters and the progress line; then what an undo costs. The annotators are the store's own, so
+    every lookup by annotator meets a hundred thousand of their votes at 1M."""
     prompt = store.get_prompt(1)
     parts: dict[str, list[float]] = {"next_pair": [], "vote": [], "counts": [], "progress": [], "total": []}
     for i in range(clicks):
-        annotator = f"bench-{i % 3}"
+        annotator = f"annotator-{i % 3}"
         t0 = time.perf_counter()
         pair = store.pair_for_overlap(annotator, overlap) or store.add_pair(
             prompt, "left", "right", swapped=False, model_id="prefapp-demo", adapter_id=None, sampling={},
@@ -193,15 +199,19 @@ def _click(store, clicks: int = 20, overlap: int = 2) -> dict:
         store.labelling_progress(overlap)
         t4 = time.perf_counter()
         for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
-            value_ms = value * 1000
-            parts[key].append(value_ms)
+            parts[key].append(value * 1000)
+    parts["undo"] = []
+    for i in range(undos):
+        t0 = time.perf_counter()
+        store.undo_last_vote(f"annotator-{i % 3}")
+        parts["undo"].append((time.perf_counter() - t0) * 1000)
     medians = {k: statistics.median(v) for k, v in parts.items()}
     return {"seconds_per_click": medians["total"] / 1000,
             "detail": "median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items())}
 
 
 def _refill_pick(store) -> dict:
-    picked = store.least_served_prompts(8)
+    picked = store.least_served_prompts(16, {1: 2, 2: 1}, exclude={3})  # as the queue asks: 2x a batch of 8
     return {"detail": f"{len(picked)} prompts"}
 
 
@@ -209,6 +219,7 @@ def _votes_legacy(store) -> dict:
     return {"detail": f"{len(store.votes())} Vote objects"}
 
 
+WRITES = ("click",)
 IMPORTS = {"quality": ["prefapp.labeling.quality"], "data_summary": ["prefapp.service"],
            "resolve": ["prefapp.preferences.resolve"], "export": ["prefapp.preferences.resolve"],
            "preflight": ["prefapp.service", "prefapp.training.preflight", "transformers"]}

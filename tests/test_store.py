@@ -33,12 +33,12 @@ EXPECTED_MIGRATIONS = ["001_create_prompts", "002_create_pairs", "003_create_vot
                        "005_rounds_provenance", "006_probes_and_vote_notes", "050_create_feedback",
                        "030_store_sessions", "040_create_imported_pairs", "060_pair_backends", "020_eval_prompts",
                        "021_eval_pairs_and_votes", "022_round_checks_and_promotions", "010_vote_tallies",
-                       "051_pair_origin"]
+                       "051_pair_origin", "070_click_figures"]
 TSTZ = "TIMESTAMP WITH TIME ZONE"
 EXPECTED_COLUMNS = {
     "_migrations": [("name", "VARCHAR"), ("applied_at", TSTZ)],
     "prompts": [("id", "BIGINT"), ("messages", "JSON"), ("hash", "VARCHAR"), ("source", "VARCHAR"),
-                ("created_at", TSTZ), ("n_votes", "INTEGER")],
+                ("created_at", TSTZ), ("n_votes", "INTEGER"), ("n_pairs", "INTEGER")],
     "pairs": [("id", "VARCHAR"), ("prompt_id", "BIGINT"), ("prompt", "JSON"), ("response_a", "VARCHAR"),
               ("response_b", "VARCHAR"), ("swapped", "BOOLEAN"), ("model_id", "VARCHAR"), ("adapter_id", "VARCHAR"),
               ("sampling", "JSON"), ("served_to", "VARCHAR"), ("created_at", TSTZ), ("probe_of", "VARCHAR"),
@@ -79,6 +79,8 @@ EXPECTED_COLUMNS = {
                     ("identical_draws", "INTEGER"), ("second_temperature", "DOUBLE")],
     "identical_dropped": [("prompt_id", "BIGINT"), ("adapter_id", "VARCHAR"), ("draws", "INTEGER"),
                           ("created_at", TSTZ)],
+    "vote_levels": [("kind", "VARCHAR"), ("n_votes", "INTEGER"), ("n", "BIGINT")],
+    "overlap_floors": [("annotator", "VARCHAR"), ("overlap", "INTEGER"), ("since", TSTZ)],
 }
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 64}
 
@@ -135,6 +137,8 @@ def test_fresh_file_has_exact_schema_and_migrations(db_path):
             "WHERE constraint_type = 'UNIQUE' ORDER BY table_name").fetchall()
         foreign = con.execute("SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY'")
         assert foreign.fetchone()[0] == 0
+        indexes = con.execute("SELECT index_name, table_name, expressions FROM duckdb_indexes()").fetchall()
+    assert indexes == [("votes_pair_id", "votes", "[pair_id]")]  # DuckDB's lookups use one-column indexes only
     assert uniques == [("eval_prompts", ["hash"]),
                        ("eval_votes", ["pair_id", "annotator"]),
                        ("feedback", ["key"]),

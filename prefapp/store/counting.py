@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefapp.store.picks import recount_levels, tally_levels
+
 _FRAME = ("CASE v.choice WHEN 'A' THEN CASE WHEN v.swapped THEN 'second' ELSE 'first' END "
           "WHEN 'B' THEN CASE WHEN v.swapped THEN 'first' ELSE 'second' END ELSE v.choice END")
 
@@ -160,10 +162,9 @@ def table_fingerprint(table: pa.Table) -> str:
 
 
 def tally_vote(cur, pair_id: str, prompt_id: int, annotator: str, choice: str, delta: int) -> None:
-    """Keep the per-vote figures (migration 010_vote_tallies) in step with one vote cast (+1) or taken back (-1),
-    inside the caller's transaction: three indexed updates, whatever the number of votes."""
-    cur.execute("UPDATE pairs SET n_votes = n_votes + ? WHERE id = ?", [delta, pair_id])
-    cur.execute("UPDATE prompts SET n_votes = n_votes + ? WHERE id = ?", [delta, prompt_id])
+    """Keep the per-vote figures (migrations 010_vote_tallies, 070_click_figures) in step with one vote cast (+1) or
+    taken back (-1), inside the caller's transaction: a few indexed updates, whatever the number of votes."""
+    tally_levels(cur, pair_id, prompt_id, delta)
     cur.execute("INSERT INTO vote_tallies VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
                 [annotator, choice, delta])
 
@@ -179,6 +180,7 @@ class CountingStore:
                         "(SELECT count(*) FROM votes v WHERE v.prompt_id = prompts.id), 0)")
             cur.execute("DELETE FROM vote_tallies")
             cur.execute("INSERT INTO vote_tallies SELECT annotator, choice, count(*) FROM votes GROUP BY ALL")
+            recount_levels(cur)
 
     def preference_rows(self, disagreement: str, both_bad: str, written: str, limit: int | None = None) -> pa.Table:
         """The resolved preference rows (prompt/chosen/rejected + provenance) as Arrow, oldest pair first."""

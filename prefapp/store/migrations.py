@@ -272,6 +272,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "070_click_figures",  # what a click reads, kept by each pair and vote (prefapp.store.picks)
+        """
+        ALTER TABLE prompts ADD COLUMN n_pairs INTEGER DEFAULT 0;  -- pairs served for this prompt (probes included)
+        UPDATE prompts SET n_pairs = c.n FROM (SELECT prompt_id, count(*) AS n FROM pairs GROUP BY prompt_id) c
+            WHERE prompts.id = c.prompt_id;
+        CREATE TABLE vote_levels (           -- how many pairs (probes excluded) and prompts have exactly n_votes votes
+            kind VARCHAR NOT NULL CHECK (kind IN ('pair', 'prompt')),
+            n_votes INTEGER NOT NULL,        -- 1 and up: unvoted ones are not counted
+            n BIGINT NOT NULL,
+            PRIMARY KEY (kind, n_votes)
+        );
+        INSERT INTO vote_levels SELECT 'pair', n_votes, count(*) FROM pairs WHERE probe_of IS NULL AND n_votes > 0
+            GROUP BY n_votes;
+        INSERT INTO vote_levels SELECT 'prompt', n_votes, count(*) FROM prompts WHERE n_votes > 0 GROUP BY n_votes;
+        CREATE TABLE overlap_floors (        -- no pair created before `since` can be an overlap pick for them
+            annotator VARCHAR NOT NULL,
+            overlap INTEGER NOT NULL,
+            since TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (annotator, overlap)
+        );
+        -- One column: DuckDB looks up only single-column indexes, not UNIQUE (pair_id, annotator).
+        CREATE INDEX votes_pair_id ON votes (pair_id);
+        """,
+    ),
 ]
 
 _CREATE_MIGRATIONS_TABLE = """

@@ -33,6 +33,7 @@ from prefapp.store.durability import DurableStore, StoreDamagedError, connect_er
 from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import CountingStore, tally_vote
+from prefapp.store.picks import VOTE_OF, PickStore, latest_vote
 from prefapp.store.imports import ImportStore
 from prefapp.store.selection import SelectionStore, insert_origin
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
@@ -96,7 +97,7 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         ) from e
 
 
-class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, SelectionStore):
+class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, ImportStore, SelectionStore):
     """The project's database: prompts, served pairs, votes and training rounds in one DuckDB file."""
 
     def __init__(self, path: str | Path):
@@ -205,37 +206,6 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
         row = self._cur().execute(f"SELECT {_PROMPT_COLS} FROM prompts WHERE hash = ?", [digest]).fetchone()
         return None if row is None else _prompt(row)
 
-    def next_prompt(self, rng: random.Random | None = None) -> Prompt | None:
-        """A prompt with the fewest pairs served so far (random among ties), or None when there are none."""
-        rows = self._cur().execute(
-            """
-            WITH served AS (
-                SELECT p.id, count(pr.id) AS n FROM prompts p LEFT JOIN pairs pr ON pr.prompt_id = p.id GROUP BY p.id
-            )
-            SELECT id FROM served WHERE n = (SELECT min(n) FROM served) ORDER BY id
-            """
-        ).fetchall()
-        if not rows:
-            return None
-        return self.get_prompt((rng or random.Random()).choice(rows)[0])
-
-    def least_served_prompts(self, limit: int, pending: dict[int, int] | None = None,
-                             rng: random.Random | None = None, exclude: set[int] | frozenset = frozenset()
-                             ) -> list[Prompt]:
-        """Up to `limit` prompts with the fewest pairs served, counting `pending` (id -> pairs queued) as served."""
-        rows = self._cur().execute(
-            "SELECT p.id, count(pr.id) FROM prompts p LEFT JOIN pairs pr ON pr.prompt_id = p.id GROUP BY p.id"
-        ).fetchall()
-        rng, pending = rng or random.Random(), pending or {}
-        keyed = [(n + pending.get(pid, 0), rng.random(), pid) for pid, n in rows if pid not in exclude]
-        ids = [pid for _, _, pid in sorted(keyed)[:limit]]
-        if not ids:
-            return []
-        found = self._cur().execute(
-            f"SELECT {_PROMPT_COLS} FROM prompts WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
-        by_id = {row[0]: _prompt(row) for row in found}
-        return [by_id[pid] for pid in ids if pid in by_id]
-
     # -- pairs ---------------------------------------------------------------------------------
 
     def add_pair(self, prompt: Prompt, response_a: str, response_b: str, swapped: bool, model_id: str,
@@ -258,6 +228,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
                 [pair.id, pair.prompt_id, row[0], response_a, response_b, pair.swapped, model_id, adapter_id,
                  sampling_json, served_to, pair.created_at],
             )
+            cur.execute("UPDATE prompts SET n_pairs = n_pairs + 1 WHERE id = ?", [prompt.id])
             if backend is not None:
                 cur.execute("INSERT INTO pair_backends (pair_id, backend, model) VALUES (?, ?, ?)",
                             [pair.id, backend[0], backend[1]])
@@ -290,6 +261,8 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
                 "NOT swapped, model_id, adapter_id, sampling, ?, ?, id FROM pairs WHERE id = ?",
                 [new_id, annotator, _now(), pair_id])
             row = cur.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [new_id]).fetchone()
+            if row is not None:
+                cur.execute("UPDATE prompts SET n_pairs = n_pairs + 1 WHERE id = ?", [row[1]])
         if row is None:
             raise ValueError(f"unknown pair {pair_id!r}: a probe repeats a pair that exists")
         return _pair(row)
@@ -306,24 +279,6 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
         """probe pair id -> the pair it repeats."""
         return dict(self._cur().execute("SELECT id, probe_of FROM pairs WHERE probe_of IS NOT NULL").fetchall())
 
-    def pair_for_overlap(self, annotator: str, overlap: int) -> Pair | None:
-        """The oldest voted pair that still needs another annotator's vote (fewer than `overlap`) and is new to
-        `annotator`; probes are never shared."""
-        row = self._cur().execute(
-            "SELECT id FROM pairs p WHERE probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1 "
-            "AND served_to IS DISTINCT FROM ? "
-            "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.annotator = ?) "
-            "ORDER BY created_at, id LIMIT 1", [overlap, annotator, annotator]).fetchall()
-        return self.get_pair(row[0][0]) if row else None
-
-    def labelling_progress(self, overlap: int = 1) -> tuple[int, int, int]:
-        """(prompts, prompts with at least one vote, voted pairs still short of `overlap` votes): narrow scans of
-        the counts each vote keeps, no join and no grouping of votes."""
-        return self._cur().execute(
-            "SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM prompts WHERE n_votes > 0), "
-            "(SELECT count(*) FROM pairs WHERE probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1)", [overlap]
-        ).fetchall()[0]
-
     # -- votes ---------------------------------------------------------------------------------
 
     def record_vote(self, pair_id: str, choice: str, annotator: str, reason: str | None = None,
@@ -333,9 +288,9 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
         choice, annotator = _check_choice(choice), _check_annotator(annotator)
         reason, written = (reason or "").strip() or None, (written or "").strip() or None
         with self._write() as cur:
-            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE pair_id = ? AND annotator = ?",
-                              [pair_id, annotator]).fetchone()
-            if row is not None:
+            voted = cur.execute(VOTE_OF, [pair_id, annotator]).fetchone()
+            if voted is not None:
+                row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [voted[0]]).fetchone()
                 return VoteResult(_vote(row), created=False)
             pair_row = cur.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [pair_id]).fetchone()
             if pair_row is None:
@@ -367,8 +322,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, DurableStore, ImportStore, 
         """Delete `annotator`'s most recent vote (and its note) and return it; None when there is none."""
         annotator = _check_annotator(annotator)
         with self._write() as cur:
-            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE annotator = ? ORDER BY created_at DESC, id DESC "
-                              "LIMIT 1", [annotator]).fetchone()
+            row = latest_vote(cur, annotator)
             if row is None:
                 return None
             cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [row[0]])

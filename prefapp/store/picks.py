@@ -1,0 +1,165 @@
+"""What each click asks of the store, answered from figures every vote and pair keeps up to date (migrations
+010_vote_tallies and 070_click_figures), so a click costs the same at a thousand votes and at a million:
+
+- the progress line reads `vote_levels` (how many pairs and prompts have exactly n votes: a few rows);
+- the overlap pick starts at a floor kept per annotator and overlap (`overlap_floors`: no pair older than it can
+  be served to them) and walks forward through the pairs in time windows, which DuckDB's zone maps cut to the
+  row groups they touch, checking each page of candidates in the votes' pair_id index;
+- an undo reads the annotator's votes back from now in widening windows of time (`latest_vote`);
+- the queue's refill pick and `next_prompt` read `prompts.n_pairs` (pairs served per prompt), a narrow scan of the
+  prompts, never a grouping of the pairs (random tie-breaks draw from the caller's rng exactly as before).
+
+The floors are lower bounds and only the vote transaction may lower them (`tally_vote`), when a pair becomes
+open (its first vote, or an undo that leaves it short again); a pick raises them only under the write lock, so a
+vote can never slip under a floor unseen.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from datetime import datetime, timedelta
+
+import duckdb
+
+from prefapp.store.records import _PROMPT_COLS, _VOTE_COLS, _now, _prompt, _transaction, Prompt
+
+FIRST_WINDOW = timedelta(hours=1)  # the first slice of time an overlap pick reads; each next one is 8x wider
+WINDOW_GROWTH = 8
+UNDO_HORIZON = timedelta(days=3650)  # an undo looks back this far in windows, then reads every vote
+PAGE = 16  # candidates read per query, then looked up at once in the votes' pair_id index
+
+_OPEN = "probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1"  # a pair short of `overlap` votes (param: overlap)
+
+# A vote by pair and annotator. DuckDB looks up only one-column indexes, and only when the filter is on that column
+# alone: the pair's few votes come from the pair_id index first (MATERIALIZED keeps the annotator filter out of it).
+VOTE_OF = "WITH v AS MATERIALIZED (SELECT id, annotator FROM votes WHERE pair_id = ?) SELECT id FROM v WHERE annotator = ?"
+
+
+def latest_vote(cur: duckdb.DuckDBPyConnection, annotator: str) -> tuple | None:
+    """`annotator`'s most recent vote (the columns of records._VOTE_COLS), or None: read back from now in widening
+    windows of time, so an undo reads the last row groups, not every vote."""
+    now, width = _now(), FIRST_WINDOW
+    while True:
+        since = now - width if width < UNDO_HORIZON else None  # at last, every vote
+        row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE annotator = ? "
+                          f"{'AND created_at >= ?' if since else ''} ORDER BY created_at DESC, id DESC LIMIT 1",
+                          [annotator, *([since] if since else [])]).fetchone()
+        if row is not None or since is None:
+            return row
+        width *= WINDOW_GROWTH
+
+
+def tally_levels(cur: duckdb.DuckDBPyConnection, pair_id: str, prompt_id: int, delta: int) -> None:
+    """Move one pair and its prompt to their new vote counts (`delta` +1 or -1), in the caller's transaction:
+    the per-vote counts, the levels histogram, and the overlap floors when the pair became open to more votes."""
+    pair = cur.execute("UPDATE pairs SET n_votes = n_votes + ? WHERE id = ? RETURNING n_votes, probe_of IS NULL, "
+                       "created_at", [delta, pair_id]).fetchone()
+    (prompt_votes,) = cur.execute("UPDATE prompts SET n_votes = n_votes + ? WHERE id = ? RETURNING n_votes",
+                                  [delta, prompt_id]).fetchone()
+    pair_votes, regular, created_at = pair
+    moves = [("prompt", prompt_votes - delta, -1), ("prompt", prompt_votes, 1)]
+    if regular:  # probes are never shared, so they are not counted as open
+        moves += [("pair", pair_votes - delta, -1), ("pair", pair_votes, 1)]
+    kinds, levels, deltas = zip(*[move for move in moves if move[1] > 0])
+    cur.execute("INSERT INTO vote_levels SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]) "
+                "ON CONFLICT DO UPDATE SET n = n + excluded.n", [list(kinds), list(levels), list(deltas)])
+    if regular and pair_votes >= 1 and (delta < 0 or pair_votes == 1):  # the pair is open to overlaps above
+        cur.execute("UPDATE overlap_floors SET since = ? WHERE overlap > ? AND since > ?",
+                    [created_at, pair_votes, created_at])
+
+
+def recount_levels(cur: duckdb.DuckDBPyConnection) -> None:
+    """Recompute `vote_levels`, `prompts.n_pairs` and reset the overlap floors from the tables (bulk writes)."""
+    cur.execute("UPDATE prompts SET n_pairs = coalesce((SELECT count(*) FROM pairs p WHERE p.prompt_id = prompts.id), 0)")
+    cur.execute("DELETE FROM vote_levels")
+    cur.execute("INSERT INTO vote_levels SELECT 'pair', n_votes, count(*) FROM pairs "
+                "WHERE probe_of IS NULL AND n_votes > 0 GROUP BY n_votes")
+    cur.execute("INSERT INTO vote_levels SELECT 'prompt', n_votes, count(*) FROM prompts WHERE n_votes > 0 "
+                "GROUP BY n_votes")
+    cur.execute("DELETE FROM overlap_floors")
+
+
+class PickStore:
+    """Mixin of `Store`: the per-click reads (uses `self._cur()`, `self._write_lock` and `self.get_pair`)."""
+
+    def labelling_progress(self, overlap: int = 1) -> tuple[int, int, int]:
+        """(prompts, prompts with at least one vote, voted pairs still short of `overlap` votes), from the levels."""
+        return self._cur().execute(
+            "SELECT (SELECT count(*) FROM prompts), "
+            "(SELECT coalesce(sum(n), 0) FROM vote_levels WHERE kind = 'prompt'), "
+            "(SELECT coalesce(sum(n), 0) FROM vote_levels WHERE kind = 'pair' AND n_votes BETWEEN 1 AND ? - 1)",
+            [overlap]).fetchall()[0]
+
+    def pair_for_overlap(self, annotator: str, overlap: int):
+        """The oldest voted pair that still needs another annotator's vote (fewer than `overlap`) and is new to
+        `annotator`; probes are never shared."""
+        cur = self._cur()
+        if overlap < 2:
+            return None
+        with self._write_lock:  # no vote may lower a floor between our read and our raise
+            (open_pairs,) = cur.execute("SELECT coalesce(sum(n), 0) FROM vote_levels WHERE kind = 'pair' "
+                                        "AND n_votes BETWEEN 1 AND ? - 1", [overlap]).fetchone()
+            if not open_pairs:
+                return None
+            row = cur.execute("SELECT since FROM overlap_floors WHERE annotator = ? AND overlap = ?",
+                              [annotator, overlap]).fetchone()
+            since = row[0] if row else cur.execute(f"SELECT min(created_at) FROM pairs WHERE {_OPEN}",
+                                                   [overlap]).fetchone()[0]
+            if since is None:
+                return None
+            found, floor, reads = self._walk_open_pairs(cur, annotator, overlap, since)
+            if row is None or (reads > 1 and floor != row[0]):  # a floor one read from the answer is kept as is
+                with _transaction(cur):
+                    cur.execute("INSERT INTO overlap_floors VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
+                                "SET since = excluded.since", [annotator, overlap, floor])
+        return self.get_pair(found) if found else None
+
+    def _walk_open_pairs(self, cur: duckdb.DuckDBPyConnection, annotator: str, overlap: int,
+                         since: datetime) -> tuple[str | None, datetime, int]:
+        """(the oldest open pair from `since` on that `annotator` may take, or None; the floor to keep; how many
+        windows or pages it read)."""
+        now, start, width, reads = _now(), since, FIRST_WINDOW, 0
+        after: str | None = None  # keyset: the id of the last candidate read at `start`
+        while True:
+            end = start + width if start + width <= now else None  # the last window has no end
+            # Plain conjuncts on created_at, so DuckDB's zone maps skip the row groups outside the window.
+            sql = (f"SELECT id, created_at FROM pairs WHERE created_at >= ? {'AND created_at < ?' if end else ''} "
+                   f"{'AND (created_at > ? OR id > ?)' if after else ''} AND {_OPEN} "
+                   "AND served_to IS DISTINCT FROM ? ORDER BY created_at, id LIMIT ?")
+            params = [start, *([end] if end else []), *([start, after] if after else []), overlap, annotator, PAGE]
+            rows, reads = cur.execute(sql, params).fetchall(), reads + 1
+            voted = {pair_id for (pair_id,) in cur.execute(
+                f"WITH v AS MATERIALIZED (SELECT pair_id, annotator FROM votes WHERE pair_id IN "
+                f"({', '.join('?' * len(rows))})) SELECT pair_id FROM v WHERE annotator = ?",
+                [*(pair_id for pair_id, _ in rows), annotator]).fetchall()} if rows else set()
+            for pair_id, created_at in rows:
+                if pair_id not in voted:
+                    return pair_id, created_at, reads
+            if len(rows) == PAGE:  # the window goes on after the last candidate read
+                (after, start) = rows[-1]
+                continue
+            if end is None:  # nothing open to them now: later pairs are newer, and a pair reopened lowers the floor
+                return None, max(now, since), reads
+            start, width, after = end, width * WINDOW_GROWTH, None
+
+    def next_prompt(self, rng: random.Random | None = None) -> Prompt | None:
+        """A prompt with the fewest pairs served so far (random among ties), or None when there are none."""
+        rows = self._cur().execute(
+            "SELECT id FROM prompts WHERE n_pairs = (SELECT min(n_pairs) FROM prompts) ORDER BY id").fetchall()
+        return self.get_prompt((rng or random.Random()).choice(rows)[0]) if rows else None
+
+    def least_served_prompts(self, limit: int, pending: dict[int, int] | None = None,
+                             rng: random.Random | None = None, exclude: set[int] | frozenset = frozenset()
+                             ) -> list[Prompt]:
+        """Up to `limit` prompts with the fewest pairs served, counting `pending` (id -> pairs queued) as served."""
+        rng, pending = rng or random.Random(), pending or {}
+        rows = self._cur().execute("SELECT id, n_pairs FROM prompts ORDER BY id").fetchall()  # two narrow columns
+        keyed = ((n + pending.get(pid, 0), rng.random(), pid) for pid, n in rows if pid not in exclude)
+        ids = [pid for _, _, pid in heapq.nsmallest(limit, keyed)]  # ties at random, one draw per prompt as ever
+        if not ids:
+            return []
+        found = self._cur().execute(
+            f"SELECT {_PROMPT_COLS} FROM prompts WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+        by_id = {row[0]: _prompt(row) for row in found}
+        return [by_id[pid] for pid in ids if pid in by_id]
