@@ -167,7 +167,8 @@ class PrefService(EvalIntents, LabelingIntents, TrainingIntents):
         published = self.backend.publish(adapter) if adapter else ""
         self.generator = adapter or None
         self.labeling.configure(self.generator, self.sampling)
-        return f"New pairs now come from {self.generator or 'the base model'}." + (f" {published}" if published else "")
+        message = f"New pairs now come from {self.generator or 'the base model'}."
+        return f"{message} {published}" if published else message
 
     def set_aligned(self, adapter: str | None) -> None:
         """Choose which round the chat compares with the base."""

@@ -54,7 +54,8 @@ def test_opted_in_exactly_the_decided_eval_votes_with_provenance(store, tmp_path
                     ("E1", "round-1 on E1", "base on E1", "eval", "round-1", "base", "human"),
                     ("E2", "round-1 on E2", "base on E2", "eval", "round-1", "base", "human"),
                     ("E5", "base on E5", "round-1 on E5", "eval", "base", "round-1", "simulated")]
-    assert (counts.eval_votes, counts.eval_rows, counts.eval_ties, counts.eval_both_bad, counts.rows) == (7, 3, 1, 1, 5)
+    assert (counts.eval_votes, counts.eval_rows, counts.eval_ties, counts.eval_both_bad, counts.rows) == (
+        7, 3, 1, 1, 5)
     assert [r["annotator"] for r in dataset][2:] == ["carol", "carol", "simulated"]  # E2: the first vote of the majority
     assert "Eval votes opted in: 3 rows from 7 eval votes (left out: 1 ties, 1 both bad" in counts.summary()
     exported = counts.as_export_counts()
@@ -73,6 +74,7 @@ def test_opted_in_exactly_the_decided_eval_votes_with_provenance(store, tmp_path
     assert [r["origin"] for r in only_eval] == ["eval"] * 3 and counts.rows == 3
     result = export_preferences(store, tmp_path / "exports", "with-eval", ExportOptions(eval_votes=True))
     saved = load_from_disk(str(result.dataset_dir))
-    assert len(saved) == 5 and {"origin", "import_source", "eval_chosen_policy", "eval_judge"} <= set(saved.column_names)
+    assert len(saved) == 5
+    assert {"origin", "import_source", "eval_chosen_policy", "eval_judge"} <= set(saved.column_names)
     preview, _ = preference_dataset(store, ExportOptions(eval_votes=True), limit=3)
     assert [r["origin"] for r in preview] == ["vote", "vote", "eval"]

@@ -23,6 +23,7 @@ class EvalPairView:
     response_b: str
     comparison: str  # "round-2 vs base", for an admin; annotators are not shown it in the tab
     source: str  # "queue" (ready ahead) or "generated" (the queue was empty)
+    messages: tuple[dict, ...] = ()  # the prompt's turns: earlier turns of a conversation, then the user's last
 
 
 class EvalIntents:
@@ -36,6 +37,10 @@ class EvalIntents:
         self.check_fits_context(read.prompts)
         name = Path(source).name or source
         return eval_import_message(self.store.add_eval_prompts(read.prompts, f"eval:{name}"[:200]))
+
+    def eval_prompt_count(self) -> int:
+        """How many held-out eval prompts there are (never served for labelling)."""
+        return self.store.eval_prompt_count()
 
     def gate(self, round_id: int) -> GateDecision:
         """The round's verdict against the current generator and its checks: may it become the generator?"""
@@ -83,7 +88,8 @@ class EvalIntents:
         pair, source = self.evaluation.serve(_check_annotator(annotator), a, b, self.sampling)
         text = pair.prompt[-1]["content"] if len(pair.prompt) == 1 else "\n\n".join(
             f"{m['role']}: {m['content']}" for m in pair.prompt)
-        return EvalPairView(pair.id, text, pair.response_a, pair.response_b, f"{b} vs {a}", source)
+        return EvalPairView(pair.id, text, pair.response_a, pair.response_b, f"{b} vs {a}", source,
+                            tuple(pair.prompt))
 
     def eval_vote(self, pair_id: str, choice: str, annotator: str) -> EvalVoteOutcome:
         """Record a blind eval vote; the outcome reveals which policy wrote which side and the verdict so far."""

@@ -1,5 +1,6 @@
-"""The Data tab (admin): vote counts, a preview of the DPO dataset, export (with the disagreement, both-bad and
-written-response options), adding prompts by hand and importing them from a file or a Hub dataset."""
+"""The Data tab (admin): vote counts, a preview of the DPO dataset, export (with the disagreement, both-bad,
+written-response and eval-vote options), adding prompts by hand and importing them from a file or a Hub dataset, for
+labelling or as the held-out eval set."""
 
 import gradio as gr
 import pandas as pd
@@ -17,10 +18,11 @@ EVAL_VOTES_LABEL = ("Also use the Evaluate tab's decided votes (A/B on held-out 
 
 
 def data_counts_markdown(prompts: int, counts: VoteCounts, pairs: int, ties: int, both_bad: int,
-                         imported: dict[str, int] | None = None) -> str:
+                         imported: dict[str, int] | None = None, eval_prompts: int = 0) -> str:
     by = counts.by_choice
     text = (
-        f"**{prompts}** prompts - **{counts.total}** votes (A {by.get('A', 0)}, B {by.get('B', 0)}, "
+        f"**{prompts}** prompts (and **{eval_prompts}** eval prompts, held out: never labelled) - "
+        f"**{counts.total}** votes (A {by.get('A', 0)}, B {by.get('B', 0)}, "
         f"tie {by.get('tie', 0)}, both bad {by.get('both_bad', 0)}) - **{pairs}** DPO pairs; "
         f"left out of training: {ties} ties, {both_bad} both bad."
     )
@@ -111,7 +113,9 @@ class DataTab:
             self.import_column = gr.Dropdown([], value=None, allow_custom_value=True, scale=2,
                                              label="Prompt column (blank: prompt/messages/question/...)")
             self.import_split = gr.Textbox("train", label="Split (Hub datasets)", scale=1)
-        self.import_button = gr.Button("Import")
+        with gr.Row():
+            self.import_button = gr.Button("Import")
+            self.import_eval_button = gr.Button("Import as eval prompts (held out: never labelled)")
         self.import_result = gr.Textbox(label="Import result", interactive=False, lines=2)
 
     @property
@@ -132,13 +136,16 @@ class DataTab:
            [self.import_column], role=ADMIN, **PRIVATE)
         imported = on(self.import_button.click, self.on_import, [*import_in, self.import_column], [self.import_result],
                       role=ADMIN, **PRIVATE)
-        for done in (exported, added, imported, pairs_imported):  # the counts and preview follow every change
+        # The same file, column and split, into the eval set: judged in the Evaluate tab, never served for labelling.
+        eval_imported = on(self.import_eval_button.click, self.on_import_eval, [*import_in, self.import_column],
+                           [self.import_result], role=ADMIN, **PRIVATE)
+        for done in (exported, added, imported, pairs_imported, eval_imported):  # counts and preview follow each change
             on(done.success, self.on_refresh, None, view, role=ADMIN, **PRIVATE)
 
     def on_refresh(self) -> Update:
         summary = self.service.data_summary()
         counts = data_counts_markdown(summary.prompts, summary.counts, summary.pairs, summary.ties, summary.both_bad,
-                                      summary.imported)
+                                      summary.imported, self.service.eval_prompt_count())
         preview = pd.DataFrame(summary.preview, columns=["prompt", "chosen", "rejected"])
         return {self.counts: counts, self.preview: preview, self.pairs_import.counts: counts_frame(summary.imported)}
 
@@ -161,10 +168,14 @@ class DataTab:
             columns = self.service.prompt_columns(file or source, split or "train", uploaded=bool(file))
         return gr.Dropdown(choices=columns, value=None)
 
-    def on_import(self, file: str | None, source: str, split: str, column: str | None) -> str:
+    def on_import(self, file: str | None, source: str, split: str, column: str | None, held_out: bool = False) -> str:
+        """Prompts from the chosen source: for labelling, or (`held_out`) into the eval set."""
         if not file and not (source or "").strip():
             raise gr.Error("Choose a prompt file, or type a Hub dataset name or a path under the data folder.")
+        intent = self.service.import_eval_prompts if held_out else self.service.import_prompt_source
         with user_errors():
-            message = self.service.import_prompt_source(file or source, column or None, split or "train",
-                                                        uploaded=bool(file))
+            message = intent(file or source, column or None, split or "train", uploaded=bool(file))
         return capitalized(message)
+
+    def on_import_eval(self, file: str | None, source: str, split: str, column: str | None) -> str:
+        return self.on_import(file, source, split, column, held_out=True)
