@@ -77,6 +77,7 @@ def test_evaluate_tab_keys_blind_sides_and_verdict(eval_service: PrefService) ->
         [vote] = eval_service.store.eval_votes()
         assert (vote.pair_id, vote.choice, vote.annotator, vote.judge) == (first, "A", "carol", "human")
         assert {vote.policy_a, vote.policy_b} == {"base", "round-1"}
+        assert (vote.backend, vote.sampling["backend_model"]) == ("local", eval_service.policy.choice.label)
         expect(revealed).to_have_value(re.compile(f"A was {vote.policy_a}, B was {vote.policy_b}; "
                                                   f"you picked {vote.policy_a}"))  # revealed only now
         expect(page.locator("#eval-verdict")).to_contain_text("Verdict: not decided yet: about")

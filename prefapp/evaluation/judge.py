@@ -105,10 +105,10 @@ class Evaluation:
         self.queue.stop()
 
     def policies(self) -> list[str]:
-        """The policies that can be judged: the base and every round the generator can use, oldest first."""
-        usable = [n for n in list(self.generator.adapters) if self.generator.can_use(n)]  # an engine: published
-        rounds = sorted(usable, key=lambda n: int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)
-        return [BASE, *rounds]
+        """The policies that can be judged: the base and every finished round the generator knows, oldest first (on
+        an engine a round is published when its first eval pair is asked for: `serve`)."""
+        known = list(self.generator.adapters)  # copy: training may add one from its thread
+        return [BASE, *sorted(known, key=lambda n: int(n.rsplit("-", 1)[-1]) if n[-1].isdigit() else 0)]
 
     def default_comparison(self, generator: str | None) -> tuple[str, str]:
         """(a, b): the newest finished round (b) against the current generator, or against the base when the
@@ -136,6 +136,11 @@ class Evaluation:
         if self.store.eval_prompt_count() == 0:
             raise ConfigError("there are no eval prompts: import an eval set (Data tab, /import_eval_prompts or "
                               "`prefapp import-eval FILE`), or serve with PREFAPP_EVAL_HOLDOUT=0.1 and import prompts")
+        # Both answers come from the generator's backend: an engine loads a round first (or PublishUnsupported says
+        # how to merge and serve it); a round is never answered by the weights in this process instead.
+        for adapter in filter(None, (adapter_of(a), adapter_of(b))):
+            if not self.generator.can_use(adapter):
+                self.generator.publish(adapter)
         if self.config.queue_target > 0:
             self.queue.start()
         self.queue.configure((a, b), sampling)
@@ -204,7 +209,12 @@ class Evaluation:
         (pa, ra), (pb, rb) = ((policies[1], second), (policies[0], first)) if swapped else \
             ((policies[0], first), (policies[1], second))
         return self.store.add_eval_pair(prompt, pa, pb, ra, rb, swapped, self.policy.choice.label,
-                                        sampling.to_dict(), annotator)
+                                        {**sampling.to_dict(), **self.provenance()}, annotator)
+
+    def provenance(self) -> dict[str, str]:
+        """Where eval answers are generated, recorded with each eval pair and vote beside the sampling settings:
+        'local' or the engine's URL, and the model name it was asked for."""
+        return {"backend": self.generator.backend, "backend_model": self.generator.model}
 
     def _fork(self) -> random.Random:
         with self._lock:

@@ -43,7 +43,7 @@ class EvalPair:
     response_b: str
     swapped: bool  # the comparison's first policy is on side B
     model_id: str
-    sampling: dict
+    sampling: dict  # temperature, top_p, max_new_tokens; backend and backend_model: where the answers were generated
     served_to: str | None
     created_at: datetime
 
@@ -66,6 +66,11 @@ class EvalVote:
     sampling: dict
     shown_at: datetime
     created_at: datetime
+
+    @property
+    def backend(self) -> str:
+        """Where both answers were generated: 'local' or the engine's URL (recorded with the sampling settings)."""
+        return self.sampling.get("backend", "local")
 
     @property
     def winner(self) -> str | None:
