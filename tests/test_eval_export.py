@@ -78,3 +78,14 @@ def test_opted_in_exactly_the_decided_eval_votes_with_provenance(store, tmp_path
     assert {"origin", "import_source", "eval_chosen_policy", "eval_judge"} <= set(saved.column_names)
     preview, _ = preference_dataset(store, ExportOptions(eval_votes=True), limit=3)
     assert [r["origin"] for r in preview] == ["vote", "vote", "eval"]
+
+
+def test_opted_in_without_eval_votes_changes_no_row(tmp_path):
+    with Store(tmp_path / "none.duckdb") as s:
+        s.add_prompts(["Q1"], source="test")
+        pair = s.add_pair(s.get_prompt(1), "a", "b", swapped=False, model_id="m", adapter_id=None, sampling=SAMPLING,
+                          served_to="ann")
+        s.record_vote(pair.id, "A", "ann")
+        dataset, counts = preference_dataset(s, ExportOptions(eval_votes=True))
+        assert [(r["chosen"][0]["content"], r["origin"]) for r in dataset] == [("a", "vote")]
+        assert (counts.rows, counts.eval_votes, counts.eval_rows) == (1, 0, 0)
