@@ -6,8 +6,14 @@ Same model (the bundled demo model), same prompts, same SamplingConfig on every 
 pairs in batches of `--batch` prompts x 2 samples, exactly as the pair queue asks its generator:
 - local: `LocalGenerator` (the in-process policy, one batched `generate` call per batch);
 - served, 1 in flight: `OpenAIGenerator` against `transformers serve data/demo-model`, one request at a time;
-- served, N in flight: the same with a batch's requests sent together (what the queue does: IN_FLIGHT);
+- served, N in flight: the same with a batch's requests sent together (IN_FLIGHT);
 - served + continuous batching: the engine started with `--continuous-batching`, N in flight (skip: --no-cb).
+Then the pair queue itself on each engine (skip: --no-queue), drained by a reader that takes each pair as soon as
+it is ready (annotators faster than the model), until `--pairs` were taken:
+- queue, batch refill: `PairQueue(overlap=False)`, the queue before issue 12: a batch's requests go out together
+  and the next batch waits for the slowest of them;
+- queue, overlapped: `PairQueue` as it runs on an engine now: up to IN_FLIGHT requests kept in flight, a prompt's
+  pair ready as soon as its own samples are.
 The engine runs on this machine's CPU too, so this measures the HTTP path and the engine's batching, not a GPU.
 Generated tokens are counted with the model's tokenizer (the demo model stops at end of turn). Prints figures
 only; note the load average printed with them.
@@ -27,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prefapp.config import DEMO_MODEL_DIR, DEMO_PROMPTS_PATH, SamplingConfig  # noqa: E402
 from prefapp.labeling.backends import IN_FLIGHT, LocalGenerator, OpenAIGenerator  # noqa: E402
+from prefapp.labeling.pair_queue import PairQueue  # noqa: E402
 from prefapp.models import Policy, resolve_model  # noqa: E402
 from prefapp.preferences.prompts import load_prompt_file  # noqa: E402
-from prefapp.store import to_messages  # noqa: E402
+from prefapp.store import Store, to_messages  # noqa: E402
 from tests.engine import transformers_serve  # noqa: E402
 
 
@@ -42,6 +49,32 @@ def measure(generator, prompts: list, batch: int, sampling: SamplingConfig, toke
     return seconds, sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
 
 
+def measure_queue(url: str, overlap: bool, prompts: list, batch: int, sampling: SamplingConfig, policy: Policy,
+                  data: Path) -> tuple[float, int]:
+    """Seconds until a reader that takes every pair at once has taken len(prompts) pairs from a PairQueue."""
+    generator = OpenAIGenerator(url)
+    generator.sample(prompts[:2], sampling, num_samples=2)  # warm-up, and learns whether the engine honours n
+    with Store(data / f"queue-{overlap}-{time.monotonic_ns()}.duckdb") as store:
+        store.add_prompts(prompts, source="bench")
+        queue = PairQueue(policy, store, sampling, target=2 * batch, batch_size=batch, seed=0, generator=generator,
+                          overlap=overlap)
+        start, taken = time.perf_counter(), []
+        queue.start()
+        while len(taken) < len(prompts):
+            pair = queue.take(wait_s=300)
+            if pair is None:
+                raise SystemExit(f"the queue gave no pair: {queue.status().error}")
+            taken.append(pair)
+        seconds = time.perf_counter() - start
+        queue.stop()
+    deadline = time.monotonic() + 120
+    while queue.status().generating and time.monotonic() < deadline:  # the next row must not share the engine
+        time.sleep(0.1)
+    generator.close()
+    replies = [r for p in taken for r in (p.first, p.second)]
+    return seconds, sum(len(policy.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
+
+
 def line(name: str, pairs: int, seconds: float, tokens: int) -> str:
     return f"  {name:<34} {seconds:7.2f} s  {pairs / seconds:6.2f} pairs/s  {tokens / seconds:7.1f} tokens/s"
 
@@ -52,6 +85,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="prompts per queue batch (queue_batch)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--no-cb", action="store_true", help="skip the --continuous-batching engine")
+    parser.add_argument("--no-queue", action="store_true", help="skip the pair queue's batch vs overlapped rows")
     args = parser.parse_args()
     prompts = [to_messages(p) for p in load_prompt_file(DEMO_PROMPTS_PATH)[:args.pairs]]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
@@ -68,6 +102,10 @@ def main() -> None:
                     results.append((f"served{label}, {n} in flight", *measure(gen, prompts, args.batch, sampling,
                                                                               policy.tokenizer)))
                     gen.close()
+                for overlap in ([] if args.no_queue else [False, True]):
+                    name = f"queue{label}, {'overlapped' if overlap else 'batch refill'}"
+                    results.append((name, *measure_queue(engine.url, overlap, prompts, args.batch, sampling, policy,
+                                                         Path(logs))))
     print(f"demo model, {args.pairs} pairs in batches of {args.batch} x 2 samples, max_new_tokens="
           f"{args.max_new_tokens}, engine: transformers serve (CPU), load average {os.getloadavg()[0]:.1f}")
     for name, seconds, tokens in results:

@@ -14,7 +14,9 @@ import pytest
 from prefapp.config import DEMO_MODEL_DIR, AppConfig, ConfigError, LabelingConfig, SamplingConfig, TrainConfig
 from prefapp.labeling.backends import (GeneratorError, LocalGenerator, OpenAIGenerator, PublishUnsupported,
                                        check_url, open_generator)
+from prefapp.labeling.pair_queue import PairQueue
 from prefapp.service import PrefService
+from prefapp.store import Store
 from tests.browser import free_port
 from tests.engine import Engine, transformers_serve
 
@@ -85,6 +87,62 @@ def test_engine_samples_streams_and_reports_its_model(engine: Engine, monkeypatc
         OpenAIGenerator(engine.url, model="no-such-model", retries=1).sample([CONVERSATION], SAMPLING)
     assert "sk-test-not-logged" not in engine.log.read_text()
     gen.close()
+
+
+def engine_queue(engine: Engine, policy, store, overlap: bool | None = None) -> PairQueue:
+    """A pair queue on the engine: 2 prompts x 2 samples in flight, 4 pairs kept ready, batches of 2."""
+    return PairQueue(policy, store, SAMPLING, target=4, batch_size=2, seed=0, overlap=overlap,
+                     generator=OpenAIGenerator(engine.url, in_flight=4))
+
+
+def test_the_queue_keeps_engine_requests_in_flight_pair_by_pair(engine: Engine, demo_policy, tmp_path):
+    """From an engine, each pair is queued alone and a taken pair is replaced at once; batches wait for room."""
+    with Store(tmp_path / "q.duckdb") as store:
+        store.add_prompts([f"What is {i} + {i}?" for i in range(12)], source="test")
+        streaming, batched = engine_queue(engine, demo_policy, store), engine_queue(engine, demo_policy, store, False)
+        assert (streaming.overlap, streaming.slots, batched.overlap) == (True, 2, False)
+        try:
+            streaming.start()
+            assert streaming.wait_ready(4, timeout=180)
+            status = streaming.status()
+            assert (status.generated, status.last_batch_pairs, status.error) == (4, 1, None)  # one pair per job
+            taken = streaming.take()
+            assert streaming.wait_ready(4, timeout=120) and streaming.status().generated == 5  # one gap, one job
+            ready = [streaming.take() for _ in range(4)]
+            assert len({p.prompt.id for p in ready} | {taken.prompt.id}) == 5  # queued pairs count as served
+            assert all(p.first and p.second and p.sampling == SAMPLING for p in ready)
+            streaming.stop()
+
+            batched.start()  # the old way, still selectable: a taken pair leaves a gap until a batch fits
+            assert batched.wait_ready(4, timeout=180) and batched.status().last_batch_pairs == 2
+            batched.take()
+            time.sleep(1.0)
+            status = batched.status()
+            assert (status.ready, status.generated, status.generating) == (3, 4, False)
+        finally:
+            for queue in (streaming, batched):
+                queue.stop()
+                queue.generator.close()
+
+
+def test_a_change_drops_the_engine_pairs_in_flight(engine: Engine, demo_policy, tmp_path):
+    """Pairs still at the engine when the sampling changes are discarded, never served."""
+    with Store(tmp_path / "q.duckdb") as store:
+        store.add_prompts([f"Name {i} fruits." for i in range(1, 9)], source="test")
+        queue = engine_queue(engine, demo_policy, store)
+        try:
+            queue.start()
+            deadline = time.monotonic() + 60
+            while not queue.status().generating and time.monotonic() < deadline:
+                time.sleep(0.01)
+            new = SamplingConfig(temperature=0.8, max_new_tokens=16)
+            queue.configure(None, new)  # the first jobs are at the engine now
+            assert queue.wait_ready(4, timeout=180)
+            assert all(queue.take().sampling == new for _ in range(4))
+            assert queue.status().discarded >= 1
+        finally:
+            queue.stop()
+            queue.generator.close()
 
 
 @pytest.mark.slow

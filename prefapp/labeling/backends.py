@@ -37,7 +37,8 @@ API_KEY_ENV = "PREFAPP_GENERATOR_API_KEY"  # the remote engine's key (vLLM --api
 RETRIES = 3  # tries per request: rides out a server restart's first seconds without hiding a dead server long
 BACKOFF_S = 0.5  # first pause; doubled per retry (0.5, 1, 2 s)
 TIMEOUT_S = 120.0  # one completion: long answers on a loaded engine take tens of seconds
-IN_FLIGHT = 16  # requests in flight at once: one queue batch (8 prompts x 2 samples) goes out together
+IN_FLIGHT = 16  # requests in flight at once: the pair queue keeps 8 prompts x 2 samples at the engine
+SPARE_CONNECTIONS = 4  # beyond IN_FLIGHT: a chat reply streams while the pair queue fills the engine
 
 
 class GeneratorError(ConfigError):
@@ -52,6 +53,7 @@ class Generator(Protocol):
     backend: str  # "local" or the engine's base URL: recorded with every pair
     model: str  # the model name that writes the pairs (the base; an adapter name is recorded separately)
     adapters: dict[str, str]  # rounds this generator can use: adapter name -> directory
+    in_flight: int  # requests served at once; 1: one batched call at a time (the pair queue then refills in batches)
 
     def sample(self, prompts: Sequence[Messages], sampling: SamplingConfig, num_samples: int = 1,
                adapter: str | None = None, seed: int | None = None) -> list[list[str]]:
@@ -77,6 +79,7 @@ class LocalGenerator:
     """Today's generator: the in-process `Policy` behind its lock, one batched `generate` call per batch."""
 
     backend = "local"
+    in_flight = 1  # one model behind one lock: a batch is one generate call
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -116,12 +119,14 @@ class OpenAIGenerator:
         self.backend = check_url(url)
         self.api_key_env = api_key_env
         self.retries, self.backoff_s = max(1, retries), backoff_s
+        self.in_flight = in_flight
         self.adapters: dict[str, str] = {}  # finished rounds, published or not
         self.published: set[str] = set()  # adapters the engine has loaded: generation may name them
         self._n_ok: bool | None = None  # does the engine honour n? None: not known yet
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0),
-                                  limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight))
+                                  limits=httpx.Limits(max_connections=in_flight + SPARE_CONNECTIONS,
+                                                      max_keepalive_connections=in_flight + SPARE_CONNECTIONS))
         self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="generator")
         self.model = model.strip() or self._only_model()
 
@@ -136,8 +141,15 @@ class OpenAIGenerator:
         sampling.validate()
         model = self._model_for(adapter)
         messages = [generation.as_messages(p) for p in prompts]
-        futures = [self._pool.submit(self._samples, m, sampling, num_samples, model,
-                                     None if seed is None else seed + i) for i, m in enumerate(messages)]
+        if self._n_ok is False and num_samples > 1:  # n is ignored: every sample its own request, all at once
+            rows = [[self._pool.submit(self._complete, m, sampling, model, 1, _seed(seed, i, j))
+                     for j in range(num_samples)] for i, m in enumerate(messages)]
+            replies = [[text for f in row for text in f.result()] for row in rows]
+            if all(len(r) == num_samples for r in replies):
+                return replies
+            raise GeneratorError(f"{self.backend} answered a chat completion without a choice: check its log")
+        futures = [self._pool.submit(self._samples, m, sampling, num_samples, model, _seed(seed, i, 0))
+                   for i, m in enumerate(messages)]
         return [f.result() for f in futures]  # the first failure (after its retries) is raised as it is
 
     def stream(self, messages: Messages, sampling: SamplingConfig, adapter: str | None = None) -> Iterator[str]:
@@ -175,8 +187,7 @@ class OpenAIGenerator:
             if not self._n_ok:
                 log.info("%s ignores n=%d: sending one request per sample", self.backend, n)
         while len(replies) < n:
-            more_seed = None if seed is None else seed + 7919 * len(replies)  # distinct samples when seeded
-            replies += self._complete(messages, sampling, model, 1, more_seed)
+            replies += self._complete(messages, sampling, model, 1, _seed(seed, 0, len(replies)))
         return replies[:n]
 
     def _complete(self, messages: Messages, sampling: SamplingConfig, model: str, n: int,
@@ -303,6 +314,11 @@ class OpenAIGenerator:
         return GeneratorError(
             f"the generation server {self.backend} is not answering ({type(exc).__name__}) after {self.retries} "
             "tries: start it (or fix --generator-url); pairs already queued can still be labelled and no vote is lost")
+
+
+def _seed(seed: int | None, prompt: int, sample: int) -> int | None:
+    """The seed of one request: distinct per prompt and per extra sample, so seeded samples still differ."""
+    return None if seed is None else seed + prompt + 7919 * sample
 
 
 class _Retry(Exception):

@@ -9,6 +9,7 @@ import pandas as pd
 
 from prefapp.service import ModelInfo, round_adapter_name
 from prefapp.store import Round
+from prefapp.ui.render import turns_html
 
 Update = dict[Any, Any]  # {component: new value}: gradio applies only the components named
 PRIVATE = dict(api_visibility="private")  # UI events; the API is the named functions of prefapp.ui.api
@@ -34,6 +35,26 @@ def round_choices(service: Any) -> list[str]:
 
 def aligned_dropdown(service: Any) -> gr.Dropdown:
     return gr.Dropdown(choices=round_choices(service), value=service.aligned)
+
+
+def turns_view(elem_id: str) -> gr.HTML:
+    """A conversation prompt's earlier turns as read-only chat bubbles, above the prompt's last turn; hidden until a
+    prompt has earlier turns. The HTML comes from prefapp.ui.render (HTML in the turns shown as text). Not a
+    gr.Chatbot: it leaves system turns out and always offers a Clear button, wrong for a record of what was said."""
+    return gr.HTML("", label="Earlier turns of this conversation", show_label=True, container=True, padding=True,
+                   visible=False, elem_id=elem_id, elem_classes=["shown-markdown"], max_height=360)
+
+
+def earlier_turns(messages: tuple[dict, ...] | list[dict]) -> gr.HTML:
+    """The update of a `turns_view` for a prompt: its turns before the last, shown only when there are some."""
+    earlier = list(messages)[:-1]
+    return gr.HTML(turns_html(earlier) if earlier else "", visible=bool(earlier))
+
+
+def last_turn(messages: tuple[dict, ...] | list[dict], text: str) -> str:
+    """What the prompt box shows: the last turn of a conversation (the earlier ones are in the chat view above),
+    or the prompt's text when its turns are not known."""
+    return messages[-1]["content"] if messages else text
 
 
 @contextmanager

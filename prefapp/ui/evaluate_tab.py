@@ -3,7 +3,8 @@
 Annotators may use it: the same keys as labelling (1 A, 2 B, 3 tie, 4 both bad), sides random, and which policy
 wrote which side is revealed only after the vote. By default it compares the newest finished round with the
 current generator; an admin can pick any two (for everyone). Model and annotator text is shown only in read-only
-textboxes; the plot and the Markdown hold our own figures and policy names (escaped).
+textboxes, and a conversation's earlier turns in a read-only chat view of text rendered by prefapp.ui.render; the
+plot and the Markdown hold our own figures and policy names (escaped).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from prefapp.evaluation.judge import EvalReport
 from prefapp.evaluation.stats import Strength
 from prefapp.ui.access import ADMIN, ANNOTATOR, on
-from prefapp.ui.common import PRIVATE, Update, user_errors
+from prefapp.ui.common import PRIVATE, Update, earlier_turns, last_turn, turns_view, user_errors
 
 EVAL_CONCURRENCY = dict(concurrency_id="evaluate", concurrency_limit=16)  # judges never wait on one another
 
@@ -100,6 +101,7 @@ class EvaluateTab:
             self.annotator = gr.Textbox(label="Your name", placeholder="type your name, then Enter", max_length=100,
                                         scale=3, elem_id="eval-annotator")
             self.comparison = gr.Textbox(label="Comparing", value=DEFAULT_COMPARISON, interactive=False, scale=3)
+        self.turns = turns_view("eval-turns")  # a conversation's earlier turns; hidden for one turn
         self.prompt = gr.Textbox(label="Prompt", interactive=False, lines=2, max_lines=12, elem_id="eval-prompt")
         with gr.Row(equal_height=True):
             self.response_a = gr.Textbox(label="Response A", interactive=False, lines=5, max_lines=20,
@@ -137,7 +139,7 @@ class EvaluateTab:
         return [self.admin_box]
 
     def events(self) -> None:
-        view = [self.pair_id, self.prompt, self.response_a, self.response_b, self.revealed, self.verdict,
+        view = [self.pair_id, self.turns, self.prompt, self.response_a, self.response_b, self.revealed, self.verdict,
                 self.comparison]
         board = [self.verdict, self.plot, self.table, self.pick_a, self.pick_b, self.comparison]
         judge = dict(role=ANNOTATOR, show_progress="hidden", **EVAL_CONCURRENCY, **PRIVATE)
@@ -173,7 +175,8 @@ class EvaluateTab:
 
     def _pair(self, annotator: str, with_verdict: bool = True) -> dict:
         pair = self.service.eval_next(annotator)
-        update = {self.pair_id: pair.pair_id, self.prompt: pair.prompt, self.response_a: pair.response_a,
+        update = {self.pair_id: pair.pair_id, self.turns: earlier_turns(pair.messages),
+                  self.prompt: last_turn(pair.messages, pair.prompt), self.response_a: pair.response_a,
                   self.response_b: pair.response_b,
                   self.comparison: f"{pair.comparison} (who is A and who is B is hidden until you vote)"}
         if with_verdict:

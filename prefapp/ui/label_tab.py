@@ -15,7 +15,7 @@ from prefapp.labeling.next_pair import Progress
 from prefapp.service import PrefService
 from prefapp.store import VoteCounts
 from prefapp.ui.access import ADMIN, ANNOTATOR, on, page_load
-from prefapp.ui.common import PRIVATE, Update, user_errors
+from prefapp.ui.common import PRIVATE, Update, earlier_turns, last_turn, turns_view, user_errors
 from prefapp.ui.render import markdown_html
 
 VOTE_BUTTONS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both bad"}
@@ -101,6 +101,7 @@ class LabelTab:
                                        interactive=False, precision=0, scale=1)
         with gr.Row():
             with gr.Column(scale=4):
+                self.turns = turns_view("prompt-turns")  # a conversation's earlier turns; hidden for one turn
                 self.prompt = shown_markdown("Prompt", "prompt", min_height=60, max_height=300)
                 with gr.Row(equal_height=True):
                     self.response_a = shown_markdown("Response A", "response-a")
@@ -143,7 +144,7 @@ class LabelTab:
     @property
     def vote_view(self) -> list:
         """Everything a vote, skip, undo or a new name changes."""
-        return [self.pair_id, self.prompt, self.response_a, self.response_b, self.written_by, self.status,
+        return [self.pair_id, self.turns, self.prompt, self.response_a, self.response_b, self.written_by, self.status,
                 self.my_votes, self.all_votes, self.reason, self.written, self.label_progress]
 
     def events(self) -> None:
@@ -233,10 +234,11 @@ class LabelTab:
 
     def _pair_update(self, pair: Any, annotator: str, counts: VoteCounts | None = None) -> Update:
         counts = counts or self.service.counts(annotator)
-        return {self.pair_id: pair.pair_id, self.prompt: markdown_html(pair.prompt),
+        return {self.pair_id: pair.pair_id, self.turns: earlier_turns(pair.messages),
+                self.prompt: markdown_html(last_turn(pair.messages, pair.prompt)),
                 self.response_a: markdown_html(pair.response_a), self.response_b: markdown_html(pair.response_b),
                 self.written_by: pair.generator, self.my_votes: counts.mine,
                 self.all_votes: counts.total, self.label_progress: progress_markdown(self.service.progress())}
 
     def _blank_pair(self) -> Update:
-        return {self.pair_id: "", self.prompt: "", self.response_a: "", self.response_b: "", self.written_by: ""}
+        return {self.pair_id: "", self.turns: earlier_turns(()), self.prompt: "", self.response_a: "", self.response_b: "", self.written_by: ""}

@@ -29,6 +29,27 @@ def markdown_html(text: str | None) -> str:
     return _MARKDOWN.render(text or "")
 
 
+# A conversation's turns as bubbles: ours are the only tags and inline styles, each turn's text is `markdown_html`.
+_TURN_STYLE = {
+    "user": "margin:0 0 8px 15%;background:var(--color-accent-soft);",
+    "assistant": "margin:0 15% 8px 0;background:var(--background-fill-secondary);",
+    "system": "margin:0 8% 8px 8%;font-style:italic;background:var(--background-fill-primary);",
+}
+_BUBBLE = "border:1px solid var(--border-color-primary);border-radius:12px;padding:6px 12px;"
+
+
+def turns_html(messages: list[dict] | tuple[dict, ...]) -> str:
+    """Conversation turns as chat bubbles (the user's on the right), each named by its role, its text rendered by
+    `markdown_html`. Roles outside system/user/assistant are shown as the assistant's, still named."""
+    bubbles = []
+    for m in messages:
+        role = m["role"] if m["role"] in _TURN_STYLE else "assistant"
+        bubbles.append(f'<div class="turn turn-{role}" style="{_BUBBLE}{_TURN_STYLE[role]}">'
+                       f'<div class="turn-role" style="font-size:0.8em;opacity:0.7">{html.escape(str(m["role"]))}'
+                       f'</div>{markdown_html(m["content"])}</div>')
+    return f'<div class="turns">{"".join(bubbles)}</div>'
+
+
 def plain_html(text: str | None) -> str:
     """`text` as HTML that shows exactly its characters (a name, a pair id)."""
     return html.escape(text or "")
