@@ -125,3 +125,17 @@ def test_refill_pick_takes_the_least_served_counting_pending_and_breaks_ties_at_
         served = dict(store._cur().execute("SELECT prompt_id, count(*) FROM pairs GROUP BY ALL").fetchall())
         assert [served.get(p.id, 0) for p in everything] == sorted(served.get(i, 0) for i in range(1, 7))
         assert store.least_served_prompts(0) == [] and store.least_served_prompts(3, exclude={1, 2, 3, 4, 5, 6}) == []
+
+
+def test_repeat_probe_draws_only_qualifying_votes_and_each_of_them(tmp_path):
+    with Store(tmp_path / "p.duckdb") as store:
+        oracle.random_store(store, seed=3)
+        cur = store._cur()
+        for name in ("ann0", "Zoë", "nobody"):
+            qualifying = {pair_id for (pair_id,) in cur.execute(
+                "SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.annotator = ? "
+                "AND p.probe_of IS NULL AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.probe_of = v.pair_id "
+                "AND q.served_to = ?)", [name, name]).fetchall()}
+            rng = random.Random(0)
+            drawn = {store.probe_candidate(name, rng) for _ in range(300)}
+            assert drawn == (qualifying or {None}), name  # every qualifying vote comes up, nothing else

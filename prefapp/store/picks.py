@@ -5,6 +5,7 @@
 - the overlap pick starts at a floor kept per annotator and overlap (`overlap_floors`: no pair older than it can
   be served to them) and walks forward through the pairs in time windows, which DuckDB's zone maps cut to the
   row groups they touch, checking each page of candidates in the votes' pair_id index;
+- a repeat probe draws random votes by id until one is the annotator's (`probe_candidate`);
 - an undo reads the annotator's votes back from now in widening windows of time (`latest_vote`);
 - the queue's refill pick and `next_prompt` read `prompts.n_pairs` (pairs served per prompt), a narrow scan of the
   prompts, never a grouping of the pairs (random tie-breaks draw from the caller's rng exactly as before).
@@ -27,6 +28,7 @@ from prefapp.store.records import _PROMPT_COLS, _VOTE_COLS, _now, _prompt, _tran
 FIRST_WINDOW = timedelta(hours=1)  # the first slice of time an overlap pick reads; each next one is 8x wider
 WINDOW_GROWTH = 8
 UNDO_HORIZON = timedelta(days=3650)  # an undo looks back this far in windows, then reads every vote
+PROBE_TRIES = 32  # random votes read for a repeat probe before the annotator's whole list is read
 PAGE = 16  # candidates read per query, then looked up at once in the votes' pair_id index
 
 _OPEN = "probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1"  # a pair short of `overlap` votes (param: overlap)
@@ -142,6 +144,30 @@ class PickStore:
             if end is None:  # nothing open to them now: later pairs are newer, and a pair reopened lowers the floor
                 return None, max(now, since), reads
             start, width, after = end, width * WINDOW_GROWTH, None
+
+    def probe_candidate(self, annotator: str, rng: random.Random) -> str | None:
+        """A pair `annotator` voted on (not a probe, not yet probed), chosen at random; None when there is none.
+
+        Votes drawn at random by id through the primary key and kept when they qualify (rejection sampling: as
+        uniform over the qualifying votes as a draw from their full list); after PROBE_TRIES misses, the full list."""
+        cur = self._cur()
+        (last,) = cur.execute("SELECT max(id) FROM votes").fetchone()
+        for _ in range(PROBE_TRIES if last else 0):
+            row = cur.execute("SELECT pair_id, annotator FROM votes WHERE id = ?", [rng.randint(1, last)]).fetchone()
+            if row is not None and row[1] == annotator and self._probe_ok(cur, row[0], annotator):
+                return row[0]
+        rows = cur.execute(
+            "SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.annotator = ? "
+            "AND p.probe_of IS NULL AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.probe_of = v.pair_id "
+            "AND q.served_to = ?) ORDER BY v.pair_id", [annotator, annotator]).fetchall()
+        return rng.choice(rows)[0] if rows else None
+
+    @staticmethod
+    def _probe_ok(cur: duckdb.DuckDBPyConnection, pair_id: str, annotator: str) -> bool:
+        """`pair_id` is no probe and no probe of it was served to `annotator`."""
+        (regular,) = cur.execute("SELECT probe_of IS NULL FROM pairs WHERE id = ?", [pair_id]).fetchone()
+        return regular and cur.execute("SELECT 1 FROM pairs WHERE probe_of = ? AND served_to = ?",
+                                       [pair_id, annotator]).fetchone() is None
 
     def next_prompt(self, rng: random.Random | None = None) -> Prompt | None:
         """A prompt with the fewest pairs served so far (random among ties), or None when there are none."""

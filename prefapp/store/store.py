@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import re
 import threading
 import uuid
@@ -266,14 +265,6 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
         if row is None:
             raise ValueError(f"unknown pair {pair_id!r}: a probe repeats a pair that exists")
         return _pair(row)
-
-    def probe_candidate(self, annotator: str, rng: random.Random) -> str | None:
-        """A pair `annotator` voted on (not a probe, not yet probed), chosen at random; None when there is none."""
-        rows = self._cur().execute(
-            "SELECT v.pair_id FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.annotator = ? "
-            "AND p.probe_of IS NULL AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.probe_of = v.pair_id "
-            "AND q.served_to = ?) ORDER BY v.pair_id", [annotator, annotator]).fetchall()
-        return rng.choice(rows)[0] if rows else None
 
     def probe_links(self) -> dict[str, str]:
         """probe pair id -> the pair it repeats."""
