@@ -81,6 +81,16 @@ def test_only_post_is_served(open_app: str) -> None:
     assert httpx.get(f"{open_app}{API_PREFIX}/vote", timeout=30).status_code == 405
 
 
+def test_a_page_on_another_site_cannot_call_the_routes(open_app: str, service: PrefService) -> None:
+    with httpx.Client(base_url=open_app, timeout=120) as http:
+        pair = http.post(f"{API_PREFIX}/next_pair", json={"annotator": "ann"}, headers={"Origin": open_app}).json()
+        vote = {"pair_id": pair["pair_id"], "choice": "A", "annotator": "ann"}
+        evil = http.post(f"{API_PREFIX}/vote", json=vote, headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403 and "only this app's own pages" in evil.text
+        assert stored(service) == []
+        assert http.post(f"{API_PREFIX}/vote", json=vote, headers={"Origin": open_app}).status_code == 200
+
+
 @pytest.fixture
 def accounts(tmp_path_factory) -> Accounts:
     path = tmp_path_factory.mktemp("light") / "users.toml"

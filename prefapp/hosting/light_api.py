@@ -11,7 +11,8 @@ remembered as an HMAC under a per-process key, so later calls do not hash again)
 the Hub user of gradio's signed session; without either, as open as the gradio API, the annotator named in the
 body. Where a user is signed in, the annotator a client sends is replaced by that user. Parameters are checked by
 `prefapp.hosting.params` (refused, never coerced); a repeated vote answers "Already recorded" and changes nothing.
-Errors are plain text naming the fix.
+Errors are plain text naming the fix. Unlike gradio's API, a request a browser sends from another site's page (its
+`Origin` is not this host) is refused, so no page elsewhere can vote as a signed-in annotator.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import logging
 import secrets
 from typing import Any, Callable, Literal, Protocol
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -106,6 +108,7 @@ class LightApi:
             log.error("refused %s: the route declares no role", name)
             raise Refused(403, f"{API_PREFIX}/{name} declares no role, so it is refused to everyone: declare one "
                                "where the route is made (prefapp.hosting.light_api).")
+        _refuse_other_sites(request)
         user = await self._user(request)
         if self.access is not None and not self.access.allows(user, role):
             log.warning("refused %s to %r (needs %s)", name, user, role)
@@ -168,6 +171,16 @@ class LightApi:
                                "(prefapp add-user NAME --role ROLE).", {"WWW-Authenticate": 'Basic realm="prefapp"'})
         self._verified[name] = proof
         return name
+
+
+def _refuse_other_sites(request: Request) -> None:
+    """A browser names the page that sent a request in `Origin`; only the app's own pages may call these routes.
+    gradio's CORS lets any site call its API with the visitor's cookies on a public host: a page elsewhere must not
+    cast votes as a signed-in annotator. Scripts (curl, httpx) send no Origin."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
+        raise Refused(403, f"Refused a request from the page at {origin}: only this app's own pages may call "
+                           f"{API_PREFIX}; call it from a script instead (no Origin header).")
 
 
 async def _json_body(request: Request) -> dict:
