@@ -16,8 +16,8 @@ coverage; before the first round it is coverage. The generator stays the base mo
 only difference is which pairs get labelled.
 
 `methods`: the same label budget spent three ways, coverage selection: `dpo` (pair votes -> DPO), `kto` (the
-same pair votes -> KTO: pairs unpaired, both-bad responses undesirable) and `both` (half the budget pair votes,
-half thumbs up/down on single base replies -> KTO on all of them).
+very same pair votes, in the same app -> KTO: pairs unpaired, both-bad responses undesirable) and `both` (another
+app: half the budget pair votes, half thumbs up/down on single base replies -> KTO on all of them).
 
 Every run judges on the same held-out prompts (the first `--eval-prompts` of the demo task's held-out split, each
 compared once) through the evaluation path of the app (prefapp.evaluation.judge.simulate_judging: blind pairs,
@@ -66,6 +66,21 @@ def open_service(workdir: Path, seed: int, heldout: list[str], pool: int):
     return PrefService.open(config, choice=resolve_model("demo"), seed=seed)
 
 
+def label(service, n: int, by_selection: dict) -> dict:
+    """simulate_labelling, also counting each choice by why its pair was served (coverage / active): a pair the
+    round is unsure of may well be one the annotator calls a tie, which DPO cannot use."""
+    counts = {"A": 0, "B": 0, "tie": 0, "both_bad": 0}
+    for _ in range(n):
+        pair = service.next_pair("simulated")
+        choice = simulated_annotator(pair.prompt, pair.response_a, pair.response_b)
+        service.vote(pair.pair_id, choice, "simulated")
+        counts[choice] += 1
+        origin = service.store.pair_origin(pair.pair_id)
+        why = origin.selection if origin is not None else "coverage"
+        by_selection.setdefault(why, {"A": 0, "B": 0, "tie": 0, "both_bad": 0})[choice] += 1
+    return counts
+
+
 def train_and_judge(service, heldout: list[str], seed: int, method: str = "dpo") -> dict:
     """Train a round from the base on every label so far, then judge it against the base once per held-out prompt
     through the evaluation path (blind pairs, simulated judge, votes in the store)."""
@@ -78,12 +93,14 @@ def train_and_judge(service, heldout: list[str], seed: int, method: str = "dpo")
     report = simulate_judging(service.evaluation, "base", service.aligned, len(heldout), service.sampling,
                               simulated_annotator, bootstrap=0)
     win = report.win
-    judged = [v.eval_prompt_id for v in service.store.eval_votes("simulated") if service.aligned in (v.policy_a, v.policy_b)]
-    if win.n != len(heldout) or len(set(judged)) != len(heldout):
-        raise RuntimeError(f"judged {win.n} comparisons on {len(set(judged))} prompts: expected one on each of the "
-                           f"{len(heldout)} held-out prompts")
+    if win.n != len(heldout):
+        raise RuntimeError(f"judged {win.n} comparisons: expected one per held-out prompt ({len(heldout)})")
+    # the eval queue and a serve that stopped waiting for it can each take the same prompt: count what was judged
+    judged = {v.eval_prompt_id for v in service.store.eval_votes("simulated") if v.policy_b == service.aligned
+              or v.policy_a == service.aligned}
     low, high = win.interval
-    return {"round": round_id, "wins": win.wins, "losses": win.losses, "ties": win.ties, "rate": win.rate,
+    return {"round": round_id, "prompts_judged": len(judged), "train_rows": service.store.get_round(round_id).n_pairs,
+            "wins": win.wins, "losses": win.losses, "ties": win.ties, "rate": win.rate,
             "ci": [round(low, 4), round(high, 4)], "lc_rate": report.lc_win_rate, "train_s": round(result.seconds, 1),
             "s": round(time.perf_counter() - started, 1)}
 
@@ -97,13 +114,15 @@ def curve(mode: str, seed: int, budgets: list[int], args, heldout: list[str], do
         service = open_service(Path(workdir), seed, heldout, args.pool)
         try:
             service.set_selection(mode, args.share)
-            labelled = 0
+            labelled, by_selection = 0, {}
             for budget in budgets:
-                labels = simulate_labelling(service, budget - labelled)
+                labels = label(service, budget - labelled, by_selection)
                 labelled = budget
-                mix = service.store.selection_mix().by_selection
-                emit({"what": "curves", "mode": mode, "seed": seed, "labels": budget, "choices": labels, "mix": mix,
-                      "pool": args.pool, "share": args.share, **train_and_judge(service, heldout, seed)})
+                mix = service.store.selection_mix()
+                emit({"what": "curves", "mode": mode, "seed": seed, "labels": budget, "choices": labels,
+                      "mix": mix.by_selection, "choices_by_selection": by_selection,
+                      "mean_abs_margin": mix.mean_abs_margin, "pool": args.pool, "share": args.share,
+                      **train_and_judge(service, heldout, seed)})
         finally:
             service.close()
 
@@ -120,20 +139,31 @@ def thumbs(service, n: int) -> dict:
     return counts
 
 
-def method_run(method: str, seed: int, budget: int, args, heldout: list[str], done: set, emit) -> None:
-    if ("methods", method, seed, budget) in done:
-        return
-    with tempfile.TemporaryDirectory(prefix="prefapp-eff-") as workdir:
-        service = open_service(Path(workdir), seed, heldout, args.pool)
-        try:
-            pairs = budget // 2 if method == "both" else budget
-            labels = simulate_labelling(service, pairs)
-            if method == "both":
-                labels.update(thumbs(service, budget - pairs))
-            emit({"what": "methods", "method": method, "seed": seed, "labels": budget, "choices": labels,
-                  **train_and_judge(service, heldout, seed, "dpo" if method == "dpo" else "kto")})
-        finally:
-            service.close()
+def method_run(seed: int, budget: int, args, heldout: list[str], done: set, emit) -> None:
+    """`dpo` and `kto` are two rounds trained from the base on the very same `budget` pair votes (one app); `both`
+    is another app whose budget is half pair votes, half thumbs on single base replies, trained with KTO."""
+    if "dpo" in args.methods or "kto" in args.methods:
+        wanted = [m for m in ("dpo", "kto") if m in args.methods and ("methods", m, seed, budget) not in done]
+        if wanted:
+            with tempfile.TemporaryDirectory(prefix="prefapp-eff-") as workdir:
+                service = open_service(Path(workdir), seed, heldout, args.pool)
+                try:
+                    labels = simulate_labelling(service, budget)
+                    for method in wanted:
+                        emit({"what": "methods", "method": method, "seed": seed, "labels": budget, "choices": labels,
+                              **train_and_judge(service, heldout, seed, method)})
+                finally:
+                    service.close()
+    if "both" in args.methods and ("methods", "both", seed, budget) not in done:
+        with tempfile.TemporaryDirectory(prefix="prefapp-eff-") as workdir:
+            service = open_service(Path(workdir), seed, heldout, args.pool)
+            try:
+                labels = simulate_labelling(service, budget // 2)
+                labels.update(thumbs(service, budget - budget // 2))
+                emit({"what": "methods", "method": "both", "seed": seed, "labels": budget, "choices": labels,
+                      **train_and_judge(service, heldout, seed, "kto")})
+            finally:
+                service.close()
 
 
 def mean_ci(rates: list[float]) -> str:
@@ -149,7 +179,9 @@ def key(row: dict) -> tuple:
 
 
 def table(rows: list[dict], n_eval: int) -> None:
-    """Mean win rate over seeds per point, with the t-interval and each run's rate."""
+    """Mean win rate over seeds per point, with the t-interval and each run's rate (the first row of a point counts:
+    a coverage point measured again from a fresh app, e.g. `--budgets 300` alone, is the same procedure)."""
+    rows = list({key(r): r for r in reversed(rows)}.values())
     curves = [r for r in rows if r["what"] == "curves"]
     if curves:
         print(f"\nwin rate of the round vs base ({n_eval} held-out prompts), coverage vs active selection:")
@@ -157,6 +189,17 @@ def table(rows: list[dict], n_eval: int) -> None:
             for budget in sorted({r["labels"] for r in curves if r["mode"] == mode}):
                 rates = [r["rate"] for r in curves if r["mode"] == mode and r["labels"] == budget]
                 print(f"  {mode:8s} {budget:4d} labels: {mean_ci(rates)}")
+    active = [r for r in curves if r["mode"] == "active" and "choices_by_selection" in r]
+    if active:  # how useful the labels of actively chosen pairs were: a tie or both-bad vote gives DPO nothing
+        print("\nvotes on the pairs each selection served, active runs (newest point of each seed):")
+        newest = {r["seed"]: r for r in sorted(active, key=lambda r: r["labels"])}.values()
+        for why in ("coverage", "active"):
+            votes = [r["choices_by_selection"].get(why, {}) for r in newest]
+            n = sum(sum(v.values()) for v in votes)
+            decisive = sum(v.get("A", 0) + v.get("B", 0) for v in votes)
+            margins = [r["mean_abs_margin"].get(why) for r in newest if r["mean_abs_margin"].get(why) is not None]
+            print(f"  {why:8s}: {n} votes, {decisive / n if n else 0:.0%} decisive (A or B)"
+                  + (f", mean |margin| {statistics.mean(margins):.3f}" if margins else ""))
     methods = [r for r in rows if r["what"] == "methods"]
     if methods:
         print(f"\nwin rate vs base on the same label budget ({n_eval} held-out prompts), coverage selection:")
@@ -205,8 +248,7 @@ def main() -> None:
             for mode in args.modes:
                 curve(mode, seed, args.budgets, args, heldout, done, emit)
         else:
-            for method in args.methods:
-                method_run(method, seed, args.budget, args, heldout, done, emit)
+            method_run(seed, args.budget, args, heldout, done, emit)
     table(rows, args.eval_prompts)
     print(f"total {time.perf_counter() - started:.0f}s")
 
