@@ -67,16 +67,16 @@ def measure_queue(url: str, overlap: bool, prompts: list, batch: int, sampling: 
             taken.append(pair)
         seconds = time.perf_counter() - start
         queue.stop()
-    deadline = time.monotonic() + 120
-    while queue.status().generating and time.monotonic() < deadline:  # the next row must not share the engine
-        time.sleep(0.1)
+        deadline = time.monotonic() + 120
+        while queue.status().generating and time.monotonic() < deadline:  # the next row must not share the engine
+            time.sleep(0.1)
     generator.close()
     replies = [r for p in taken for r in (p.first, p.second)]
     return seconds, sum(len(policy.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
 
 
 def line(name: str, pairs: int, seconds: float, tokens: int) -> str:
-    return f"  {name:<34} {seconds:7.2f} s  {pairs / seconds:6.2f} pairs/s  {tokens / seconds:7.1f} tokens/s"
+    return f"  {name:<48} {seconds:7.2f} s  {pairs / seconds:6.2f} pairs/s  {tokens / seconds:7.1f} tokens/s"
 
 
 def main() -> None:

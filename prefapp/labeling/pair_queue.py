@@ -268,7 +268,8 @@ class PairQueue:
             samples, dropped, draws = draw_batch(self.generator, self.policy, prompts, sampling, adapter, selection,
                                                  mix, len(prompts) if not batch else self.batch_size, self.resamples,
                                                  self.near)
-            self.store.record_identical_dropped(dropped, adapter, draws)
+            if not self._stop:  # an engine job can outlive stop(), and the store with it
+                self.store.record_identical_dropped(dropped, adapter, draws)
         except Exception as exc:  # a removed adapter, out of memory, a dead engine: report it, retry after a pause
             if batch:
                 log.exception("pair queue: generating %d pairs failed", len(prompts))
