@@ -11,7 +11,7 @@ Operations (issue 14's table): `quality` (the Quality tab's report), `data_summa
 preview rows), `resolve` (votes -> the DPO `datasets.Dataset`), `export` (save_to_disk + Parquet), `preflight`
 (resolve + the preflight report with the demo model's tokenizer), `click` (one vote click: the next overlap pair,
 recording the pair shown, the vote, the counters and the progress line; median of 20 clicks by three of the store's
-own annotators; then the median of 5 undos; on a copy of the store), `refill_pick` (the queue's choice of the
+own annotators; then the median of 5 undos and of 5 repeat-probe picks; on a copy of the store), `refill_pick` (the queue's choice of the
 least-served prompts) and, up to 100k votes, `votes_legacy` (every vote as a Python object,
 what everything did before).
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -200,11 +201,14 @@ def _click(store, clicks: int = 20, overlap: int = 2, undos: int = 5) -> dict:
         t4 = time.perf_counter()
         for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
             parts[key].append(value * 1000)
-    parts["undo"] = []
+    parts["undo"], parts["probe_pick"] = [], []
     for i in range(undos):
         t0 = time.perf_counter()
         store.undo_last_vote(f"annotator-{i % 3}")
-        parts["undo"].append((time.perf_counter() - t0) * 1000)
+        t1 = time.perf_counter()
+        store.probe_candidate(f"annotator-{i % 3}", random.Random(i))  # with --probe-rate: a repeat probe's pick
+        parts["undo"].append((t1 - t0) * 1000)
+        parts["probe_pick"].append((time.perf_counter() - t1) * 1000)
     medians = {k: statistics.median(v) for k, v in parts.items()}
     return {"seconds_per_click": medians["total"] / 1000,
             "detail": "median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items())}

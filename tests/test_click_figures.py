@@ -139,3 +139,27 @@ def test_repeat_probe_draws_only_qualifying_votes_and_each_of_them(tmp_path):
             rng = random.Random(0)
             drawn = {store.probe_candidate(name, rng) for _ in range(300)}
             assert drawn == (qualifying or {None}), name  # every qualifying vote comes up, nothing else
+
+
+def reference_least_served(store: Store, limit: int, pending: dict, rng: random.Random, exclude: set) -> list[int]:
+    """The refill pick as it was written before numpy drew its ties: one rng.random() per prompt, in Python."""
+    rows = store._cur().execute("SELECT p.id, count(pr.id) FROM prompts p LEFT JOIN pairs pr ON pr.prompt_id = p.id "
+                                "GROUP BY p.id ORDER BY p.id").fetchall()
+    keyed = [(n + pending.get(pid, 0), rng.random(), pid) for pid, n in rows if pid not in exclude]
+    return [pid for _, _, pid in sorted(keyed)[:limit]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refill_pick_is_the_old_pick_draw_for_draw(tmp_path, seed):
+    rng = random.Random(seed)
+    with Store(tmp_path / "o.duckdb") as store:
+        spread_store(store, seed, n_pairs=60)
+        for _ in range(10):
+            pending = {rng.randint(1, 35): rng.randint(1, 3) for _ in range(rng.randint(0, 5))}  # 31-35: no such prompt
+            exclude = {rng.randint(1, 30) for _ in range(rng.randint(0, 4))}
+            limit, state = rng.randint(0, 32), rng.getstate()
+            mine = [p.id for p in store.least_served_prompts(limit, pending, rng, exclude)]
+            after, old = rng.getstate(), random.Random()
+            old.setstate(state)
+            assert mine == reference_least_served(store, limit, pending, old, exclude)
+            assert after == old.getstate()  # the caller's rng moved on exactly as before

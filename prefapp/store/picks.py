@@ -8,7 +8,8 @@
 - a repeat probe draws random votes by id until one is the annotator's (`probe_candidate`);
 - an undo reads the annotator's votes back from now in widening windows of time (`latest_vote`);
 - the queue's refill pick and `next_prompt` read `prompts.n_pairs` (pairs served per prompt), a narrow scan of the
-  prompts, never a grouping of the pairs (random tie-breaks draw from the caller's rng exactly as before).
+  prompts, never a grouping of the pairs (ties broken by the same draws from the caller's rng as before, made at
+  once by numpy).
 
 The floors are lower bounds and only the vote transaction may lower them (`tally_vote`), when a pair becomes
 open (its first vote, or an undo that leaves it short again); a pick raises them only under the write lock, so a
@@ -17,11 +18,11 @@ vote can never slip under a floor unseen.
 
 from __future__ import annotations
 
-import heapq
 import random
 from datetime import datetime, timedelta
 
 import duckdb
+import numpy as np
 
 from prefapp.store.records import _PROMPT_COLS, _VOTE_COLS, _now, _prompt, _transaction, Prompt
 
@@ -178,14 +179,49 @@ class PickStore:
     def least_served_prompts(self, limit: int, pending: dict[int, int] | None = None,
                              rng: random.Random | None = None, exclude: set[int] | frozenset = frozenset()
                              ) -> list[Prompt]:
-        """Up to `limit` prompts with the fewest pairs served, counting `pending` (id -> pairs queued) as served."""
+        """Up to `limit` prompts with the fewest pairs served, counting `pending` (id -> pairs queued) as served;
+        ties at random: one rng.random() per prompt not excluded, in id order, as it always drew."""
         rng, pending = rng or random.Random(), pending or {}
-        rows = self._cur().execute("SELECT id, n_pairs FROM prompts ORDER BY id").fetchall()  # two narrow columns
-        keyed = ((n + pending.get(pid, 0), rng.random(), pid) for pid, n in rows if pid not in exclude)
-        ids = [pid for _, _, pid in heapq.nsmallest(limit, keyed)]  # ties at random, one draw per prompt as ever
-        if not ids:
+        columns = self._cur().execute("SELECT id, n_pairs FROM prompts ORDER BY id").fetchnumpy()
+        ids, served = columns["id"], columns["n_pairs"].astype(np.int64)
+        if exclude:
+            kept = ~np.isin(ids, np.fromiter(exclude, dtype=np.int64))
+            ids, served = ids[kept], served[kept]
+        for pid, queued in pending.items():  # a few: the pairs in the queue
+            at = np.searchsorted(ids, pid)
+            if at < len(ids) and ids[at] == pid:
+                served[at] += queued
+        picked = [int(pid) for pid in ids[_fewest(served, _draws(rng, len(ids)), limit)]]
+        if not picked:
             return []
-        found = self._cur().execute(
-            f"SELECT {_PROMPT_COLS} FROM prompts WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
-        by_id = {row[0]: _prompt(row) for row in found}
-        return [by_id[pid] for pid in ids if pid in by_id]
+        found_rows = self._cur().execute(
+            f"SELECT {_PROMPT_COLS} FROM prompts WHERE id IN ({', '.join('?' * len(picked))})", picked).fetchall()
+        by_id = {row[0]: _prompt(row) for row in found_rows}
+        return [by_id[pid] for pid in picked if pid in by_id]
+
+
+def _fewest(served: np.ndarray, draws: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the `limit` smallest (served, draw) pairs in that order, as sorted(zip(served, draws))[:limit]
+    gives them, sorting only those: every prompt under the limit-th count, and the fewest draws at that count."""
+    limit = min(limit, len(served))
+    if limit <= 0:
+        return np.zeros(0, dtype=np.int64)
+    cut = int(np.searchsorted(np.cumsum(np.bincount(served)), limit))  # the count of the limit-th prompt
+    under, at = np.flatnonzero(served < cut), np.flatnonzero(served == cut)
+    at = at[np.argpartition(draws[at], limit - len(under) - 1)[:limit - len(under)]]
+    chosen = np.concatenate([under, at])
+    return chosen[np.lexsort((chosen, draws[chosen], served[chosen]))]
+
+
+def _draws(rng: random.Random, n: int) -> np.ndarray:
+    """`n` values of rng.random(), computed at once: numpy's legacy generator is the same Mersenne Twister with the
+    same 53-bit doubles, so it continues from rng's state, and rng is moved on as `n` calls would have moved it."""
+    if type(rng) is not random.Random:  # a subclass may draw differently: ask it
+        return np.array([rng.random() for _ in range(n)])
+    version, internal, gauss = rng.getstate()
+    twister = np.random.RandomState()
+    twister.set_state(("MT19937", np.array(internal[:-1], dtype=np.uint32), internal[-1]))
+    draws = twister.random_sample(n)
+    _, key, pos, _, _ = twister.get_state()
+    rng.setstate((version, (*(int(k) for k in key), int(pos)), gauss))
+    return draws
