@@ -53,8 +53,10 @@ def test_export_then_train_from_the_terminal(data_dir):
 
 
 def test_bad_hyperparameters_are_refused_before_loading_anything(data_dir):
-    done = prefapp("train", "--data-dir", str(data_dir), "--dataset", str(data_dir / "missing"), "--beta", "0")
+    done = prefapp("train", "--data-dir", str(data_dir), "--dataset", str(data_dir / "missing"))
     assert done.returncode == 2 and "does not exist" in done.stderr
+    done = prefapp("train", "--data-dir", str(data_dir), "--dataset", str(data_dir / "missing"), "--beta", "0")
+    assert done.returncode == 2 and "start with 0.1" in done.stderr  # the settings are checked first, once
     prefapp("export", "--data-dir", str(data_dir), "--name", "x")
     done = prefapp("train", "--data-dir", str(data_dir), "--dataset", str(data_dir / "exports" / "x"), "--beta", "0")
     assert done.returncode == 2 and "start with 0.1" in done.stderr
