@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 
-from prefapp.store.records import _PROMPT_COLS, _VOTE_COLS, _now, _prompt, _transaction, Prompt
+from prefapp.store.records import _PROMPT_COLS, _VOTE_COLS, Pair, Prompt, _now, _prompt, _transaction
 
 FIRST_WINDOW = timedelta(hours=1)  # the first slice of time an overlap pick reads; each next one is 8x wider
 WINDOW_GROWTH = 8
@@ -64,9 +64,11 @@ def tally_levels(cur: duckdb.DuckDBPyConnection, pair_id: str, prompt_id: int, d
     moves = [("prompt", prompt_votes - delta, -1), ("prompt", prompt_votes, 1)]
     if regular:  # probes are never shared, so they are not counted as open
         moves += [("pair", pair_votes - delta, -1), ("pair", pair_votes, 1)]
-    kinds, levels, deltas = zip(*[move for move in moves if move[1] > 0])
-    cur.execute("INSERT INTO vote_levels SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]) "
-                "ON CONFLICT DO UPDATE SET n = n + excluded.n", [list(kinds), list(levels), list(deltas)])
+    moves = [move for move in moves if move[1] > 0]  # unvoted ones are not counted
+    if moves:
+        kinds, levels, deltas = (list(column) for column in zip(*moves))
+        cur.execute("INSERT INTO vote_levels SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]) "
+                    "ON CONFLICT DO UPDATE SET n = n + excluded.n", [kinds, levels, deltas])
     if regular and pair_votes >= 1 and (delta < 0 or pair_votes == 1):  # the pair is open to overlaps above
         cur.execute("UPDATE overlap_floors SET since = ? WHERE overlap > ? AND since > ?",
                     [created_at, pair_votes, created_at])
@@ -94,7 +96,7 @@ class PickStore:
             "(SELECT coalesce(sum(n), 0) FROM vote_levels WHERE kind = 'pair' AND n_votes BETWEEN 1 AND ? - 1)",
             [overlap]).fetchall()[0]
 
-    def pair_for_overlap(self, annotator: str, overlap: int):
+    def pair_for_overlap(self, annotator: str, overlap: int) -> Pair | None:
         """The oldest voted pair that still needs another annotator's vote (fewer than `overlap`) and is new to
         `annotator`; probes are never shared."""
         cur = self._cur()
