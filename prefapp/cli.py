@@ -163,13 +163,16 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", choices=SOURCES, default=d.sources, help="rows from votes, imported pairs, or both")
     p.add_argument("--imported-share", type=float, default=d.imported_share,
                    help="with --sources both: imported pairs are at most this share of the rows (e.g. 0.5)")
+    p.add_argument("--eval-votes", action="store_true",
+                   help="also the decided eval votes (A/B on held-out prompts), marked origin=eval; off: eval votes "
+                        "only judge rounds")
 
 
 def _export_options(args: argparse.Namespace):
     from prefapp.preferences.resolve import ExportOptions
 
     return ExportOptions(disagreement=args.disagreement, both_bad=args.both_bad, written=args.written,
-                         sources=args.sources, imported_share=args.imported_share)
+                         sources=args.sources, imported_share=args.imported_share, eval_votes=args.eval_votes)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

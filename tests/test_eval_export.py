@@ -3,6 +3,11 @@ one pipeline (prefapp.preferences.resolve.preference_dataset), with their proven
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from datasets import load_from_disk
 
@@ -15,26 +20,32 @@ SAMPLING = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
 @pytest.fixture
 def store(tmp_path):
     with Store(tmp_path / "e.duckdb") as s:
-        s.add_prompts(["Q1", "Q2"], source="test")
-        for i in (1, 2):  # two labelling votes: A on Q1, B on Q2
-            pair = s.add_pair(s.get_prompt(i), f"a{i}", f"b{i}", swapped=False, model_id="m", adapter_id=None,
-                              sampling=SAMPLING, served_to="ann")
-            s.record_vote(pair.id, "A" if i == 1 else "B", "ann")
-        s.add_eval_prompts(["E1", "E2", "E3", "E4", "E5"], source="test")
-        prompts = {p.text: p for p in s.eval_prompts()}
-
-        def judged(text: str, shown: tuple[str, str], votes: dict[str, str], judge: str = "human") -> None:
-            pair = s.add_eval_pair(prompts[text], shown[0], shown[1], f"{shown[0]} on {text}", f"{shown[1]} on {text}",
-                                   shown[0] != "base", "m", SAMPLING, "carol")
-            for annotator, choice in votes.items():
-                s.record_eval_vote(pair.id, choice, annotator, judge)
-
-        judged("E1", ("round-1", "base"), {"carol": "A"})  # round-1 wins on side A
-        judged("E2", ("base", "round-1"), {"carol": "B", "dan": "B", "eve": "A"}, )  # round-1 wins 2:1 on side B
-        judged("E3", ("base", "round-1"), {"carol": "tie"})
-        judged("E4", ("round-1", "base"), {"carol": "both_bad"})
-        judged("E5", ("base", "round-1"), {"simulated": "A"}, judge="simulated")  # base wins, a simulated judge
+        fill(s)
         yield s
+
+
+def fill(s: Store) -> None:
+    """Two labelling votes and eval votes of every kind: a win each side, a 2:1 majority, a tie, both bad, a
+    simulated judge."""
+    s.add_prompts(["Q1", "Q2"], source="test")
+    for i in (1, 2):  # two labelling votes: A on Q1, B on Q2
+        pair = s.add_pair(s.get_prompt(i), f"a{i}", f"b{i}", swapped=False, model_id="m", adapter_id=None,
+                          sampling=SAMPLING, served_to="ann")
+        s.record_vote(pair.id, "A" if i == 1 else "B", "ann")
+    s.add_eval_prompts(["E1", "E2", "E3", "E4", "E5"], source="test")
+    prompts = {p.text: p for p in s.eval_prompts()}
+
+    def judged(text: str, shown: tuple[str, str], votes: dict[str, str], judge: str = "human") -> None:
+        pair = s.add_eval_pair(prompts[text], shown[0], shown[1], f"{shown[0]} on {text}", f"{shown[1]} on {text}",
+                               shown[0] != "base", "m", SAMPLING, "carol")
+        for annotator, choice in votes.items():
+            s.record_eval_vote(pair.id, choice, annotator, judge)
+
+    judged("E1", ("round-1", "base"), {"carol": "A"})  # round-1 wins on side A
+    judged("E2", ("base", "round-1"), {"carol": "B", "dan": "B", "eve": "A"}, )  # round-1 wins 2:1 on side B
+    judged("E3", ("base", "round-1"), {"carol": "tie"})
+    judged("E4", ("round-1", "base"), {"carol": "both_bad"})
+    judged("E5", ("base", "round-1"), {"simulated": "A"}, judge="simulated")  # base wins, a simulated judge
 
 
 def test_eval_votes_never_reach_an_export_by_default(store, tmp_path):
@@ -89,3 +100,23 @@ def test_opted_in_without_eval_votes_changes_no_row(tmp_path):
         dataset, counts = preference_dataset(s, ExportOptions(eval_votes=True))
         assert [(r["chosen"][0]["content"], r["origin"]) for r in dataset] == [("a", "vote")]
         assert (counts.rows, counts.eval_votes, counts.eval_rows) == (1, 0, 0)
+
+
+def test_the_command_line_opts_in_the_same_way(tmp_path):
+    """`prefapp export --eval-votes` (a real process) writes exactly the rows the app's opted-in export has."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with Store(data_dir / "prefapp.duckdb") as s:
+        fill(s)
+        expected, _ = preference_dataset(s, ExportOptions(eval_votes=True))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for flags, name in (([], "plain"), (["--eval-votes"], "with-evals")):
+        done = subprocess.run([sys.executable, "-m", "prefapp.cli", "export", "--data-dir", str(data_dir), "--name",
+                               name, *flags], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+    plain = load_from_disk(str(data_dir / "exports" / "plain"))
+    assert [r["prompt"][0]["content"] for r in plain] == ["Q1", "Q2"]
+    exported = load_from_disk(str(data_dir / "exports" / "with-evals"))
+    assert [(r["prompt"], r["chosen"], r["rejected"], r["origin"]) for r in exported] == [
+        (r["prompt"], r["chosen"], r["rejected"], r["origin"]) for r in expected]
+    assert [r["origin"] for r in exported] == ["vote", "vote", "eval", "eval", "eval"]
