@@ -75,7 +75,7 @@ class PairQueue:
         if target != 0 and not 1 <= batch_size <= target:  # target 0: a queue that never generates
             raise ConfigError(f"queue batch_size={batch_size} must be in 1..target ({target}), e.g. 8 of 16")
         self.policy, self.store = policy, store
-        # Where samples come from: the policy in this process, or an engine with a batch's requests in flight at once.
+        # Where samples come from: the policy in this process, or an engine with requests kept in flight.
         self.generator: Generator = generator or LocalGenerator(policy)
         self.target, self.batch_size = target, batch_size
         # Jobs per prompt kept in flight instead of whole batches: by default where the generator serves requests
