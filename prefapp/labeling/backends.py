@@ -379,8 +379,9 @@ def merge_and_serve(name: str, backend: str, status: int | None = None) -> str:
     why = f" (POST {backend}/load_lora_adapter answered HTTP {status})" if status else ""
     return (f"{backend} cannot load LoRA adapters at run time{why}. Merge the round and serve the merged model: "
             f"`prefapp merge --round {round_id} --out data/merged/{name}`, then on the engine "
-            f"`vllm serve data/merged/{name} --served-model-name {name}` (or `transformers serve data/merged/{name}`), "
-            f"and restart prefapp with --generator-model {name}. vLLM loads adapters at run time when started with "
+            f"`vllm serve data/merged/{name} --served-model-name {name}` and restart prefapp with --generator-model "
+            f"{name} (transformers serve names a model by its path: `transformers serve data/merged/{name}` and "
+            f"--generator-model data/merged/{name}). vLLM loads adapters at run time when started with "
             "--enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.")
 
 
