@@ -135,3 +135,30 @@ def test_prefapp_eval_human_prints_the_json_contract(tmp_path, capsys):
     assert out["leaderboard"][0]["ci_low"] > 0 and set(out["leaderboard"][0]) >= {"policy", "strength", "ci_low",
                                                                                  "ci_high"}
     assert main(["eval", "--data-dir", str(tmp_path / "empty"), "--judge", "human"]) == 2  # no round: says so
+
+
+def test_without_an_eval_queue_a_pair_is_generated_at_once(tmp_path, demo_choice):
+    """queue_target=0: nothing is generated ahead, so the pair is generated for the caller instead of waiting for a
+    queue batch that never comes (it used to wait EMPTY_QUEUE_WAIT_S, two minutes)."""
+    import threading
+    from dataclasses import replace
+
+    from prefapp.config import AppConfig, EvalConfig
+    from prefapp.service import PrefService
+    from tests.test_adapters import save_adapter
+
+    config = AppConfig(model="demo", data_dir=tmp_path / "data",
+                       evaluation=replace(EvalConfig(), queue_target=0, queue_batch=1))
+    service = PrefService.open(config, choice=demo_choice, seed=0)
+    try:
+        rnd = service.add_round(save_adapter(config.data_dir / "elsewhere"))  # a real (untrained) LoRA adapter
+        service.store.add_eval_prompts(["What is 2 + 3?"], source="test")
+        got = []
+        worker = threading.Thread(target=lambda: got.append(service.eval_next("ann", "base", f"round-{rnd.id}")),
+                                  daemon=True)
+        worker.start()
+        worker.join(60)  # a hang detector, not a speed check: the bug waited 120 s
+        assert got, "eval_next waited for a queue that is switched off"
+        assert got[0].source == "generated" and got[0].response_a and got[0].response_b
+    finally:
+        service.close()

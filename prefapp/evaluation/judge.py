@@ -141,10 +141,11 @@ class Evaluation:
         for adapter in filter(None, (adapter_of(a), adapter_of(b))):
             if not self.generator.can_use(adapter):
                 self.generator.publish(adapter)
-        if self.config.queue_target > 0:
+        queued = self.config.queue_target > 0
+        if queued:
             self.queue.start()
         self.queue.configure((a, b), sampling)
-        ready = self.queue.take(wait_s=EMPTY_QUEUE_WAIT_S)
+        ready = self.queue.take(wait_s=EMPTY_QUEUE_WAIT_S if queued else 0.0)  # no queue: no batch to wait for
         if ready is not None:
             return self._record(ready.prompt, ready.first, ready.second, (a, b), sampling, annotator), "queue"
         [prompt] = self.store.least_compared_eval_prompts((a, b), 1, {}, self._fork()) or [None]
