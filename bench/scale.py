@@ -11,7 +11,8 @@ Operations (issue 14's table): `quality` (the Quality tab's report), `data_summa
 preview rows), `resolve` (votes -> the DPO `datasets.Dataset`), `export` (save_to_disk + Parquet), `preflight`
 (resolve + the preflight report with the demo model's tokenizer), `click` (one vote click: the next overlap pair,
 recording the pair shown, the vote, the counters and the progress line; median of 20 clicks by three of the store's
-own annotators; then the median of 5 undos and of 5 repeat-probe picks; on a copy of the store), `refill_pick` (the queue's choice of the
+own annotators; then the median of 5 undos and of 5 repeat-probe picks; on a copy of the store), `vote_write` (500
+`record_vote` calls, each a pair's first vote, wall and CPU per vote; on a copy), `refill_pick` (the queue's choice of the
 least-served prompts) and, up to 100k votes, `votes_legacy` (every vote as a Python object,
 what everything did before).
 """
@@ -36,7 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-OPS = ("quality", "data_summary", "resolve", "export", "preflight", "click", "refill_pick", "votes_legacy")
+OPS = ("quality", "data_summary", "resolve", "export", "preflight", "click", "vote_write", "refill_pick",
+       "votes_legacy")
 LEGACY_MAX = 100_000  # store.votes() at 1M takes ~30 s and 4 GiB: measured once in issue 14, not every run
 ANNOTATORS = 12
 BUILD_VERSION = "3"
@@ -214,6 +216,23 @@ def _click(store, clicks: int = 20, overlap: int = 2, undos: int = 5) -> dict:
             "detail": "median ms: " + ", ".join(f"{k} {v:.1f}" for k, v in medians.items())}
 
 
+def _vote_write(store, votes: int = 500) -> dict:
+    """What one vote's write costs (`record_vote`: BEGIN, the duplicate check, the vote, its tallies, COMMIT), each
+    the first vote on a pair shown for it: median wall and CPU time per vote (CPU holds up on a loaded machine)."""
+    prompt = store.get_prompt(1)
+    pairs = [store.add_pair(prompt, "left", "right", swapped=False, model_id="prefapp-demo", adapter_id=None,
+                            sampling={}, served_to=f"annotator-{i % 3}") for i in range(votes)]
+    wall, cpu = [], []
+    for i, pair in enumerate(pairs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        store.record_vote(pair.id, "A", f"annotator-{i % 3}")
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    return {"seconds_per_click": statistics.median(wall) / 1000,
+            "detail": f"{votes} votes, ms per vote: wall median {statistics.median(wall):.1f} mean "
+                      f"{statistics.mean(wall):.1f}, CPU median {statistics.median(cpu):.1f} mean {statistics.mean(cpu):.1f}"}
+
+
 def _refill_pick(store) -> dict:
     picked = store.least_served_prompts(16, {1: 2, 2: 1}, exclude={3})  # as the queue asks: 2x a batch of 8
     return {"detail": f"{len(picked)} prompts"}
@@ -223,12 +242,13 @@ def _votes_legacy(store) -> dict:
     return {"detail": f"{len(store.votes())} Vote objects"}
 
 
-WRITES = ("click",)
+WRITES = ("click", "vote_write")
 IMPORTS = {"quality": ["prefapp.labeling.quality"], "data_summary": ["prefapp.service"],
            "resolve": ["prefapp.preferences.resolve"], "export": ["prefapp.preferences.resolve"],
            "preflight": ["prefapp.service", "prefapp.training.preflight", "transformers"]}
 OPERATIONS = {"quality": _quality, "data_summary": _data_summary, "resolve": _resolve, "export": _export,
-              "preflight": _preflight, "click": _click, "refill_pick": _refill_pick, "votes_legacy": _votes_legacy}
+              "preflight": _preflight, "click": _click, "vote_write": _vote_write, "refill_pick": _refill_pick,
+              "votes_legacy": _votes_legacy}
 
 
 # --- the driver ------------------------------------------------------------------------------------------------

@@ -163,6 +163,11 @@ def test_reopen_applies_nothing_twice_and_keeps_data(db_path):
         assert con.execute("SELECT * FROM _migrations ORDER BY name").fetchall() == applied_at
 
 
+def test_store_draws_no_progress_bar(store):
+    """A long statement (a migration on a big file, an export) must not draw DuckDB's progress bar on stdout."""
+    assert store._cur().execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
+
+
 @pytest.mark.parametrize("n_old", range(1, len(MIGRATIONS)))
 def test_old_file_is_upgraded_to_the_fresh_schema(tmp_path, n_old):
     old, fresh = tmp_path / "old.duckdb", tmp_path / "fresh.duckdb"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from datasets import Dataset, load_from_disk
 
 from prefapp.config import ConfigError
@@ -65,9 +66,10 @@ def save_export(dataset: Dataset, counts: ExportCounts, exports_dir: Path, name:
     target = Path(exports_dir) / name
     check_new_outputs([target, Path(exports_dir) / f"{name}.parquet"], exports_dir)  # no links, no overwriting
     target.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_to_disk(str(target))
     parquet_path = Path(exports_dir) / f"{name}.parquet"
-    dataset.to_parquet(str(parquet_path))
+    dataset.save_to_disk(str(target))
+    # The rows' Arrow table in one write (its schema carries the features): `Dataset.to_parquet` would re-batch it.
+    pq.write_table(dataset.with_format("arrow")[:], str(parquet_path))
     log.info("exported %d pairs to %s", counts.pairs, target)
     return ExportResult(name, target, parquet_path, counts)
 

@@ -109,11 +109,10 @@ def _labelled(store, options: ExportOptions, limit: int | None = None) -> tuple[
     """The rows of the app's votes and/or the imported pairs (`options.sources`)."""
     args = (options.disagreement, options.both_bad, options.written)
     if options.sources == "votes":
-        counts = ResolveCounts(**store.preference_counts(*args))
-        return _votes_dataset(store, args, limit), counts
+        return _votes_dataset(store, args, limit)
     # Imported preference pairs (prefapp.preferences.pair_import), after the votes' rows when both are asked for.
     if options.sources == "both":
-        votes, counts = _votes_dataset(store, args), ResolveCounts(**store.preference_counts(*args))
+        votes, counts = _votes_dataset(store, args)
     else:
         votes, counts = Dataset.from_dict({}), ResolveCounts(*[0] * 9)
     share = options.imported_share if options.sources == "both" else None
@@ -145,10 +144,11 @@ def _provenance(dataset: Dataset) -> Dataset:
     return dataset.select_columns([*[c for c in dataset.column_names if c not in blanks], *blanks])
 
 
-def _votes_dataset(store, args: tuple, limit: int | None = None) -> Dataset:
-    """The votes' rows as DuckDB hands them over (Arrow), fingerprinted by content: datasets would hash row by row."""
-    table = store.preference_rows(*args, limit=limit)
-    return Dataset(table, fingerprint=table_fingerprint(table))
+def _votes_dataset(store, args: tuple, limit: int | None = None) -> tuple[Dataset, ResolveCounts]:
+    """The votes' rows as DuckDB hands them over (Arrow), fingerprinted by content (datasets would hash row by row),
+    and their counts, from one resolution."""
+    table, counts = store.preference_resolution(*args, limit=limit)
+    return Dataset(table, fingerprint=table_fingerprint(table)), ResolveCounts(**counts)
 
 
 def export_preferences(store, exports_dir: Path, name: str | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefapp.store.picks import recount_levels, tally_levels
+from prefapp.store.picks import bump, recount_levels, tally_levels
 
 _FRAME = ("CASE v.choice WHEN 'A' THEN CASE WHEN v.swapped THEN 'second' ELSE 'first' END "
           "WHEN 'B' THEN CASE WHEN v.swapped THEN 'first' ELSE 'second' END ELSE v.choice END")
@@ -31,8 +31,7 @@ framed AS MATERIALIZED (
 # the SQL (`_chosen`). A pair's decision: `all` keeps every vote; otherwise the first vote of the pair's top answer
 # when that answer is unique (`majority`) or the only one (`drop`). One grouping of the votes by pair, pivoted over
 # the four answers, decides every pair without joining the votes back.
-_DECIDED = _FRAMED + """,
-kept AS (SELECT * FROM framed WHERE NOT probe),
+_DECIDING = """
 answers AS (  -- per pair and answer: how many votes gave it (n_*), the first such vote (seq_*) and its id (id_*)
     SELECT pair_id, min(seq) AS pair_seq,
            count(*) FILTER (WHERE frame = 'first') AS n_first, min(seq) FILTER (WHERE frame = 'first') AS seq_first, arg_min(id, seq) FILTER (WHERE frame = 'first') AS id_first,
@@ -53,6 +52,11 @@ decided AS (
            CASE top_frame WHEN 'first' THEN seq_first WHEN 'second' THEN seq_second WHEN 'tie' THEN seq_tie WHEN 'both_bad' THEN seq_both_bad END AS seq
     FROM topped
 )"""
+_KEPT = _FRAMED + """,
+kept AS (SELECT * FROM framed WHERE NOT probe)"""
+# The pairs decided once per resolution, in a TEMP table of the resolving cursor (`preference_resolution`): the rows and
+# the counts both read it, so the votes are grouped once, not once for each.
+_STAGE = f"CREATE TEMP TABLE decided AS WITH {_KEPT},{_DECIDING} SELECT * FROM decided"
 
 _KEEP = {"majority": "n_top = 1", "drop": "n_answers = 1", "all": "true"}  # which pairs give rows
 
@@ -61,9 +65,11 @@ def _chosen(disagreement: str) -> str:
     """The resolution CTEs up to `resolved`, for one disagreement rule (a key of _KEEP, never user text)."""
     if disagreement == "all":  # every vote of every pair: the one place the votes are joined back
         chosen = "SELECT k.pair_id, k.id, k.seq, d.pair_seq, k.frame FROM kept k JOIN decided d USING (pair_id)"
+        head = _KEPT + ","  # the staged `decided` plus the votes framed again (a narrow scan), in the same snapshot
     else:
         chosen = f"SELECT pair_id, id, seq, pair_seq, frame FROM decided WHERE {_KEEP[disagreement]}"
-    return _DECIDED + f""",
+        head = ""
+    return head + f"""
 chosen AS ({chosen}),
 noted AS (
     SELECT c.*, CASE WHEN $written = 'use' THEN n.written_chosen END AS written
@@ -99,7 +105,10 @@ FROM {source} r JOIN votes v ON v.id = r.id ORDER BY r.pair_seq, r.seq, r.part""
 def _counts_sql(disagreement: str) -> str:
     return f"""WITH {_chosen(disagreement)},
 row_counts AS (SELECT count(*) AS rows, count(*) FILTER (WHERE written IS NOT NULL) AS human_written FROM resolved),
-vote_counts AS (SELECT count(*) AS votes, count(*) FILTER (WHERE probe) AS probe_votes FROM framed),
+vote_counts AS (
+    SELECT count(*) AS votes, count(*) FILTER (WHERE pair_id IN (SELECT id FROM pairs WHERE probe_of IS NOT NULL))
+           AS probe_votes FROM votes
+),
 pair_counts AS (
     SELECT count(*) AS pairs, count(*) FILTER (WHERE n_answers > 1) AS disagreeing,
            count(*) FILTER (WHERE NOT ({_KEEP[disagreement]})) AS dropped
@@ -165,8 +174,7 @@ def tally_vote(cur, pair_id: str, prompt_id: int, annotator: str, choice: str, d
     """Keep the per-vote figures (migrations 010_vote_tallies, 070_click_figures) in step with one vote cast (+1) or
     taken back (-1), inside the caller's transaction: a few indexed updates, whatever the number of votes."""
     tally_levels(cur, pair_id, prompt_id, delta)
-    cur.execute("INSERT INTO vote_tallies VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                [annotator, choice, delta])
+    bump(cur, "vote_tallies", ("annotator", "choice"), [(annotator, choice, delta)])
 
 
 class CountingStore:
@@ -182,19 +190,23 @@ class CountingStore:
             cur.execute("INSERT INTO vote_tallies SELECT annotator, choice, count(*) FROM votes GROUP BY ALL")
             recount_levels(cur)
 
-    def preference_rows(self, disagreement: str, both_bad: str, written: str, limit: int | None = None) -> pa.Table:
-        """The resolved preference rows (prompt/chosen/rejected + provenance) as Arrow, oldest pair first."""
+    def preference_resolution(self, disagreement: str, both_bad: str, written: str, limit: int | None = None
+                              ) -> tuple[pa.Table, dict[str, int]]:
+        """The resolved preference rows (prompt/chosen/rejected + provenance) as Arrow, oldest pair first (only the
+        first `limit` when given), and what resolution kept and left out (the fields of RESOLVE_COUNT_FIELDS, always
+        of everything): both from one resolution of the votes, in one snapshot."""
         params = {"both_bad": both_bad, "written": written}
-        sql = _rows_sql(disagreement, limited=limit is not None)
-        if limit is not None:
-            params["limit"] = int(limit)
-        with self._cur().cursor() as cur:  # a fresh cursor: a relation's Arrow output skips the DB-API result's copy
-            return cur.sql(sql, params=params).to_arrow_table()
-
-    def preference_counts(self, disagreement: str, both_bad: str, written: str) -> dict[str, int]:
-        """What resolution keeps and leaves out: the fields of RESOLVE_COUNT_FIELDS."""
-        row = self._cur().execute(_counts_sql(disagreement), {"both_bad": both_bad, "written": written}).fetchall()[0]
-        return dict(zip(RESOLVE_COUNT_FIELDS, row))
+        with self._cur().cursor() as cur:  # a fresh cursor: its TEMP table is its own; Arrow output skips a copy
+            cur.execute("BEGIN TRANSACTION")  # rows and counts see the same votes; the TEMP table ends with it
+            try:
+                cur.execute(_STAGE)
+                counts = cur.execute(_counts_sql(disagreement), params).fetchall()[0]
+                sql = _rows_sql(disagreement, limited=limit is not None)
+                rows = cur.sql(sql, params=params if limit is None else {**params, "limit": int(limit)})
+                table = rows.to_arrow_table()
+            finally:
+                cur.execute("ROLLBACK")  # nothing was written but the TEMP table
+        return table, dict(zip(RESOLVE_COUNT_FIELDS, counts))
 
     def quality_figures(self) -> dict[str, Any]:
         """The aggregates behind the Quality view: per annotator, per probe check, over overlapped pairs, per two

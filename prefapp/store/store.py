@@ -79,7 +79,9 @@ def _unregister(path: Path) -> None:
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path))
+        con = duckdb.connect(str(path))
+        con.execute("SET enable_progress_bar = false")  # a long migration or export must not draw on our stdout
+        return con  # (a setting of this connection; its cursors start from it)
     except duckdb.Error as e:
         if (unreadable := connect_error(path, e)) is not None:
             raise unreadable from e
@@ -278,26 +280,29 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
         transaction; a repeat returns the first vote unchanged (its note too)."""
         choice, annotator = _check_choice(choice), _check_annotator(annotator)
         reason, written = (reason or "").strip() or None, (written or "").strip() or None
-        with self._write() as cur:
-            voted = cur.execute(VOTE_OF, [pair_id, annotator]).fetchone()
-            if voted is not None:
+        cur = self._cur()
+        with self._write_lock:
+            try:
+                with _transaction(cur):
+                    row = cur.execute(
+                        "INSERT INTO votes (pair_id, annotator, choice, prompt_id, prompt, response_a, response_b, "
+                        "swapped, model_id, adapter_id, sampling, shown_at, created_at) "
+                        "SELECT id, ?, ?, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, "
+                        f"sampling, created_at, ? FROM pairs WHERE id = ? RETURNING {_VOTE_COLS}",
+                        [annotator, choice, _now(), pair_id],
+                    ).fetchone()
+                    if row is None:
+                        raise ValueError(f"unknown pair {pair_id!r}: it is not in this database; fetch a new pair")
+                    if reason is not None or written is not None:
+                        cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
+                                    [row[0], reason, written])
+                    tally_vote(cur, pair_id, row[4], annotator, choice, +1)
+            except duckdb.ConstraintException:  # UNIQUE (pair_id, annotator) refused a repeat: nothing was written
+                voted = cur.execute(VOTE_OF, [pair_id, annotator]).fetchone()
+                if voted is None:
+                    raise
                 row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [voted[0]]).fetchone()
                 return VoteResult(_vote(row), created=False)
-            pair_row = cur.execute(f"SELECT {_PAIR_COLS} FROM pairs WHERE id = ?", [pair_id]).fetchone()
-            if pair_row is None:
-                raise ValueError(f"unknown pair {pair_id!r}: it is not in this database; fetch a new pair")
-            (vote_id,) = cur.execute(
-                "INSERT INTO votes (pair_id, annotator, choice, prompt_id, prompt, response_a, response_b, swapped, "
-                "model_id, adapter_id, sampling, shown_at, created_at) "
-                "SELECT id, ?, ?, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, sampling, "
-                "created_at, ? FROM pairs WHERE id = ? RETURNING id",
-                [annotator, choice, _now(), pair_id],
-            ).fetchone()
-            if reason is not None or written is not None:
-                cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
-                            [vote_id, reason, written])
-            tally_vote(cur, pair_id, pair_row[1], annotator, choice, +1)
-            row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [vote_id]).fetchone()
         return VoteResult(_vote(row), created=True)
 
     def votes(self, choice: str | None = None) -> list[Vote]:
