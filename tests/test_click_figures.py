@@ -163,3 +163,27 @@ def test_refill_pick_is_the_old_pick_draw_for_draw(tmp_path, seed):
             old.setstate(state)
             assert mine == reference_least_served(store, limit, pending, old, exclude)
             assert after == old.getstate()  # the caller's rng moved on exactly as before
+
+
+def test_a_repeated_vote_writes_nothing_and_first_counters_are_added(tmp_path):
+    """record_vote inserts first and lets the UNIQUE (pair_id, annotator) index refuse a repeat: the repeat gets the
+    first vote back and leaves every figure as it was; counters seen for the first time are inserted, not lost."""
+    with Store(tmp_path / "r.duckdb") as store:
+        ids = spread_store(store, 3, n_pairs=4)
+        cur = store._cur()
+
+        def figures() -> list:
+            return [cur.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                    for table in ("votes", "vote_tallies", "vote_levels", "overlap_floors")]
+
+        first = store.record_vote(ids[0], "A", "ann0")
+        before = figures()
+        again = store.record_vote(ids[0], "B", "ann0", written="a better answer")
+        assert (again.vote, again.created) == (first.vote, False)
+        assert figures() == before and store.vote_notes() == {}
+        for pair_id, choice, name in ((ids[1], "tie", "ann0"), (ids[0], "both_bad", "Zoë"), (ids[2], "A", "ann0")):
+            assert store.record_vote(pair_id, choice, name).created  # the store takes votes after a refused repeat
+        tallies = cur.execute("SELECT annotator, choice, n FROM vote_tallies WHERE n <> 0 ORDER BY ALL").fetchall()
+        counted = cur.execute("SELECT annotator, choice, count(*) FROM votes GROUP BY ALL ORDER BY ALL").fetchall()
+        assert tallies == counted
+        assert_clicks_match(store)
