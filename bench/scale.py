@@ -218,10 +218,10 @@ def _click(store, clicks: int = 20, overlap: int = 2, undos: int = 5) -> dict:
 
 def _vote_write(store, votes: int = 500) -> dict:
     """What one vote's write costs (`record_vote`: BEGIN, the duplicate check, the vote, its tallies, COMMIT), each
-    the first vote on a pair shown for it: median wall and CPU time per vote (CPU holds up on a loaded machine)."""
-    prompt = store.get_prompt(1)
-    pairs = [store.add_pair(prompt, "left", "right", swapped=False, model_id="prefapp-demo", adapter_id=None,
-                            sampling={}, served_to=f"annotator-{i % 3}") for i in range(votes)]
+    the first vote on a pair shown for it, one pair per prompt (as the queue spreads them): median wall and CPU time
+    per vote (CPU holds up on a loaded machine)."""
+    pairs = [store.add_pair(store.get_prompt(1 + i), "left", "right", swapped=False, model_id="prefapp-demo",
+                            adapter_id=None, sampling={}, served_to=f"annotator-{i % 3}") for i in range(votes)]
     wall, cpu = [], []
     for i, pair in enumerate(pairs):
         t0, c0 = time.perf_counter(), time.process_time()
