@@ -257,6 +257,21 @@ def test_pair_round_trips_and_needs_a_stored_prompt(store, prompt):
         add_pair(store, stranger)
 
 
+def test_votes_alone_move_the_marks_and_a_repeat_does_not(store, prompt):
+    """A session that only votes still records its marks (the lost-log check compares them on the next start)."""
+    from prefapp.store.durability import marks_path, read_marks
+
+    pair = add_pair(store, prompt)
+    store.flush_marks()
+    assert read_marks(marks_path(store.path))["votes"] == 0
+    store.record_vote(pair.id, "A", "ann")
+    store.flush_marks()
+    assert read_marks(marks_path(store.path))["votes"] == 1
+    writes = store._writes
+    assert store.record_vote(pair.id, "B", "ann").created is False  # a repeat writes nothing
+    assert store._writes == writes
+
+
 def test_vote_snapshots_what_the_annotator_saw(store, prompt):
     for choice in CHOICES:  # every choice the UI offers passes the table's CHECK
         pair = add_pair(store, prompt, adapter_id="round-1")

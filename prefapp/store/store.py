@@ -303,6 +303,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
                     raise
                 row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [voted[0]]).fetchone()
                 return VoteResult(_vote(row), created=False)
+            self._writes += 1  # committed: the keeper checkpoints and records new marks (prefapp.store.durability)
         return VoteResult(_vote(row), created=True)
 
     def votes(self, choice: str | None = None) -> list[Vote]:
