@@ -41,13 +41,19 @@ def eval_service(app_config: AppConfig, demo_choice):
     config = replace(app_config, evaluation=EvalConfig(queue_target=4, queue_batch=2, check_prompts=0))
     untrained_round(config, demo_choice.source)
     service = PrefService.open(config, choice=demo_choice, seed=0)  # the demo's held-out set becomes the eval set
-    service.evaluation.queue.configure(service.eval_comparison(), service.sampling)  # warm, as a served app would be
-    service.evaluation.queue.start()
-    deadline = time.monotonic() + 300
-    while service.evaluation.queue.ready() < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    warm_eval_queue(service, 2)
     yield service
     service.close()
+
+
+def warm_eval_queue(service: PrefService, ready: int) -> None:
+    """Start the eval queue on the default comparison and wait (up to 300 s) for `ready` pairs, as a served app
+    would have them."""
+    service.evaluation.queue.configure(service.eval_comparison(), service.sampling)
+    service.evaluation.queue.start()
+    deadline = time.monotonic() + 300
+    while service.evaluation.queue.ready() < ready and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def test_evaluate_tab_keys_blind_sides_and_verdict(eval_service: PrefService) -> None:

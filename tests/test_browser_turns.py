@@ -4,7 +4,6 @@ as text (the checks of tests/test_hostile.py), Markdown in it is rendered."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -15,7 +14,7 @@ from prefapp.service import PrefService
 from prefapp.store import Store
 from prefapp.ui.app import build_ui
 from tests.browser import FIRST_PAIR_MS, TIMEOUT_MS, chromium, served
-from tests.test_browser_evaluate import untrained_round
+from tests.test_browser_evaluate import untrained_round, warm_eval_queue
 from tests.test_hostile import LOOPBACK, TYPED, clean, loopback  # noqa: F401 - loopback is a fixture
 
 import playwright.sync_api as playwright_api  # noqa: E402
@@ -41,11 +40,7 @@ def turns_service(app_config: AppConfig, demo_choice) -> Iterator[PrefService]:
         store.add_eval_prompts([EVAL_CONVERSATION], "eval:test")
     service = PrefService.open(config, choice=demo_choice, seed=0)
     service.send_to_labeling(CONVERSATION)  # the next pair answers the conversation
-    service.evaluation.queue.configure(service.eval_comparison(), service.sampling)  # warm, as a served app would be
-    service.evaluation.queue.start()
-    deadline = time.monotonic() + 300
-    while service.evaluation.queue.ready() < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    warm_eval_queue(service, 1)
     yield service
     service.close()
 
