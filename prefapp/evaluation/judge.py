@@ -148,7 +148,7 @@ class Evaluation:
         ready = self.queue.take(wait_s=EMPTY_QUEUE_WAIT_S if queued else 0.0)  # no queue: no batch to wait for
         if ready is not None:
             return self._record(ready.prompt, ready.first, ready.second, (a, b), sampling, annotator), "queue"
-        [prompt] = self.store.least_compared_eval_prompts((a, b), 1, {}, self._fork()) or [None]
+        [prompt] = self.store.least_compared_eval_prompts((a, b), 1, self.queue.pending(), self._fork()) or [None]
         if prompt is None:
             raise ConfigError("there are no eval prompts: import an eval set first")
         [[first]] = self.generator.sample([prompt.messages], sampling, adapter=adapter_of(a))

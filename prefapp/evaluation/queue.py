@@ -111,6 +111,11 @@ class EvalQueue:
         with self._cond:
             return len(self._ready)
 
+    def pending(self) -> dict[int, int]:
+        """Eval prompt id -> pairs being generated or ready for it now: a pair made for a caller skips these."""
+        with self._cond:
+            return dict(self._pending)
+
     def _needs_refill(self) -> bool:
         return (self._policies is not None and self.target > 0
                 and len(self._ready) + self.batch_size <= max(self.target, self.batch_size))
