@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 from prefapp.errors import ConfigError  # noqa: F401 - re-exported: most modules import it from here
 
@@ -16,7 +17,8 @@ DEMO_MODEL_DIR = REPO_ROOT / "data" / "demo-model"  # built by `prefapp build-de
 DEMO_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo.jsonl"  # labelling prompts for the demo task
 DEMO_EVAL_PROMPTS_PATH = REPO_ROOT / "data" / "prompts" / "demo_heldout.jsonl"  # the demo task's held-out eval set
 DEFAULT_HUB_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"  # smallest instruct model with a chat template
-CHOICES = ("A", "B", "tie", "both_bad")  # what an annotator can answer for a pair
+Choice = Literal["A", "B", "tie", "both_bad"]  # what an annotator can answer for a pair (typed API parameters)
+CHOICES: tuple[str, ...] = get_args(Choice)
 TRAIN_METHODS = ("dpo", "kto")  # DPO on pairs; KTO on single-sided labels (pairs unpaired, thumbs, both-bad)
 SELECTION_MODES = ("coverage", "active")  # how the pair queue picks what to serve (prefapp.labeling.active)
 # The values TRL's DPOConfig.loss_type documents; checked with the other settings so a typo fails before a model loads.

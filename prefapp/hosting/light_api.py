@@ -26,7 +26,7 @@ import inspect
 import json
 import logging
 import secrets
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from prefapp.config import Choice
 from prefapp.errors import ConfigError
 from prefapp.hosting.auth import ROLES, Access, Accounts, HubLogin
 from prefapp.hosting.callers import account_of, hub_user_of
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024  # a vote is ~100 bytes; anything near this is not a labelling call
-Choice = Literal["A", "B", "tie", "both_bad"]
 ANNOTATOR_PARAM = "annotator"  # replaced by the signed-in user, whatever the client sent
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 
 import gradio as gr
 
-from prefapp.config import TrainConfig
+from prefapp.config import Choice, TrainConfig
 from prefapp.hosting.params import check_call
 from prefapp.service import PrefService
 from prefapp.ui.access import ADMIN, ANNOTATOR
@@ -87,7 +87,7 @@ class Api:
             pair = self.service.next_pair(annotator)
         return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
 
-    def vote(self, pair_id: str, choice: Literal["A", "B", "tie", "both_bad"], annotator: str) -> str:
+    def vote(self, pair_id: str, choice: Choice, annotator: str) -> str:
         """Record `annotator`'s choice for a pair (A, B, tie or both_bad); a repeated vote changes nothing."""
         with user_errors():
             return self.service.vote(pair_id, choice, annotator).message
@@ -192,7 +192,7 @@ class Api:
             pair = self.service.eval_next(annotator)
         return pair.pair_id, pair.prompt, pair.response_a, pair.response_b
 
-    def eval_vote(self, pair_id: str, choice: Literal["A", "B", "tie", "both_bad"], annotator: str) -> str:
+    def eval_vote(self, pair_id: str, choice: Choice, annotator: str) -> str:
         """Record a blind eval vote; the message reveals which policy wrote each side and the verdict so far."""
         with user_errors():
             return self.service.eval_vote(pair_id, choice, annotator).message
