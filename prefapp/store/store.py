@@ -15,7 +15,6 @@ that has shipped; add a new one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -38,8 +37,8 @@ from prefapp.store.selection import SelectionStore, insert_origin
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
 from prefapp.store.records import (
     _PAIR_COLS, _PROMPT_COLS, _ROUND_COLS, _VOTE_COLS, AddPromptsResult, Pair, Prompt, Round, Vote, VoteCounts,
-    VoteResult, _canonical, _check_annotator, _check_choice, _json_dict, _now, _pair, _prompt, _round, _transaction,
-    _vote, parse_prompts, to_messages,
+    VoteResult, _check_annotator, _check_choice, _json_dict, _now, _pair, _prompt, _round, _transaction,
+    _vote, parse_prompts, prompt_hash, to_messages,
 )
 from prefapp.store.records import MAX_REPORTED_ERRORS  # noqa: F401 - tests and callers read it from here
 
@@ -203,7 +202,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
 
     def prompt_by_messages(self, prompt: str | list[dict]) -> Prompt | None:
         """The stored prompt with exactly these turns (as `add_prompts` normalizes them), or None."""
-        digest = hashlib.sha256(_canonical(to_messages(prompt)).encode()).hexdigest()
+        digest = prompt_hash(to_messages(prompt))  # the hash add_prompts stores
         row = self._cur().execute(f"SELECT {_PROMPT_COLS} FROM prompts WHERE hash = ?", [digest]).fetchone()
         return None if row is None else _prompt(row)
 
