@@ -287,7 +287,7 @@ class PrefService(EvalIntents, LabelingIntents, TrainingIntents):
         if written.strip() and choice not in ("A", "B", "both_bad"):
             raise ConfigError("a written response is the better answer: vote A, B or Both bad with it (or clear it)")
         result = self.store.record_vote((pair_id or "").strip(), choice, annotator, reason, written)
-        counts = self.store.vote_counts(annotator)
+        counts = result.counts
         word = CHOICE_WORDS[result.vote.choice]
         if result.created:
             message = f"Recorded: {word}. You: {counts.mine} votes, everyone: {counts.total}."

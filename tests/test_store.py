@@ -291,7 +291,8 @@ def test_duplicate_vote_is_idempotent(store, prompt):
     pair = add_pair(store, prompt)
     first = store.record_vote(pair.id, "A", "ann")
     again = store.record_vote(pair.id, "B", " ann ")
-    assert again == type(first)(vote=first.vote, created=False)
+    assert again == type(first)(vote=first.vote, created=False, counts=first.counts)
+    assert (first.counts.mine, first.counts.total) == (1, 1)  # the counts as of the vote's commit
     assert store.record_vote(pair.id, "B", "bob").created  # another annotator may vote on the same pair
     assert [(v.annotator, v.choice) for v in store.votes()] == [("ann", "A"), ("bob", "B")]
 

@@ -1,8 +1,9 @@
 """The light labelling API: `POST /api/v1/next_pair` and `POST /api/v1/vote`, plain Starlette routes beside gradio's.
 
-Why: a call through gradio's queue API costs the server 35-48 ms of CPU (two HTTP requests and an SSE stream per
-call) while the vote itself costs about 7 ms in DuckDB. These routes call the same `PrefService` intents in one
-request each, JSON in and JSON out, so a labelling client (a script, a custom front end) pays for the vote only.
+Why: a call through gradio's queue API costs the server 35-64 ms of CPU (two HTTP requests and an SSE stream per
+call) while the vote itself costs 1-9 ms in DuckDB (less the busier the server: votes arriving together share a
+transaction, prefapp.store.vote_writes). These routes call the same `PrefService` intents in one request each,
+JSON in and JSON out, so a labelling client (a script, a custom front end) pays for the vote only.
 
 The rules are the named API's: each route declares its role in `LightApi.routes` (a route without one is refused to
 everyone); with accounts the user is the signed-in account, from gradio's sign-in cookie or HTTP basic auth (checked

@@ -8,11 +8,15 @@ generate call's 2nd sample, so side swaps never count as disagreement (prefapp.l
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from prefapp.config import CHOICES
 from prefapp.store.picks import bump, recount_levels, tally_levels
+from prefapp.store.records import VoteCounts
 
 _FRAME = ("CASE v.choice WHEN 'A' THEN CASE WHEN v.swapped THEN 'second' ELSE 'first' END "
           "WHEN 'B' THEN CASE WHEN v.swapped THEN 'first' ELSE 'second' END ELSE v.choice END")
@@ -170,11 +174,30 @@ def table_fingerprint(table: pa.Table) -> str:
     return f"prefapp-{n}-{digest:x}"
 
 
-def tally_vote(cur, pair_id: str, prompt_id: int, annotator: str, choice: str, delta: int) -> None:
-    """Keep the per-vote figures (migrations 010_vote_tallies, 070_click_figures) in step with one vote cast (+1) or
-    taken back (-1), inside the caller's transaction: a few indexed updates, whatever the number of votes."""
-    tally_levels(cur, pair_id, prompt_id, delta)
-    bump(cur, "vote_tallies", ("annotator", "choice"), [(annotator, choice, delta)])
+TALLIES = "SELECT annotator, choice, n FROM vote_tallies WHERE n > 0"  # rows for vote_counts_of
+
+
+def tally_votes(cur, votes: Sequence[tuple[str, int, str, str]], delta: int) -> None:
+    """Keep the per-vote figures (migrations 010_vote_tallies, 070_click_figures) in step with `votes` (pair id,
+    prompt id, annotator, choice) cast (`delta` +1) or taken back (-1), inside the caller's transaction: a few
+    indexed updates, whatever the number of votes in the table or in `votes`."""
+    if not votes:
+        return
+    tally_levels(cur, {pair: delta * n for pair, n in Counter(v[0] for v in votes).items()},
+                 {prompt: delta * n for prompt, n in Counter(v[1] for v in votes).items()})
+    bump(cur, "vote_tallies", ("annotator", "choice"),
+         [(annotator, choice, delta * n) for (annotator, choice), n in Counter(v[2:] for v in votes).items()])
+
+
+def vote_counts_of(tallies: Iterable[tuple[str, str, int]], annotator: str | None = None) -> VoteCounts:
+    """Vote totals by choice and by annotator, plus `annotator`'s own count, from the rows of `TALLIES`."""
+    by_choice, by_annotator = dict.fromkeys(CHOICES, 0), {}
+    for name, choice, n in tallies:
+        by_choice[choice] += n
+        by_annotator[name] = by_annotator.get(name, 0) + n
+    by_annotator = dict(sorted(by_annotator.items(), key=lambda item: (-item[1], item[0])))
+    mine = by_annotator.get(annotator.strip(), 0) if isinstance(annotator, str) else 0
+    return VoteCounts(sum(by_choice.values()), by_choice, by_annotator, mine)
 
 
 class CountingStore:

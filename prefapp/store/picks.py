@@ -11,7 +11,7 @@
   prompts, never a grouping of the pairs (ties broken by the same draws from the caller's rng as before, made at
   once by numpy).
 
-The floors are lower bounds and only the vote transaction may lower them (`tally_vote`), when a pair becomes
+The floors are lower bounds and only the vote transaction may lower them (`tally_levels`), when a pair becomes
 open (its first vote, or an undo that leaves it short again); a pick raises them only under the write lock, so a
 vote can never slip under a floor unseen.
 """
@@ -19,6 +19,7 @@ vote can never slip under a floor unseen.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta
 
 import duckdb
@@ -33,10 +34,6 @@ PROBE_TRIES = 32  # random votes read for a repeat probe before the annotator's 
 PAGE = 16  # candidates read per query, then looked up at once in the votes' pair_id index
 
 _OPEN = "probe_of IS NULL AND n_votes BETWEEN 1 AND ? - 1"  # a pair short of `overlap` votes (param: overlap)
-
-# A vote by pair and annotator. DuckDB looks up only one-column indexes, and only when the filter is on that column
-# alone: the pair's few votes come from the pair_id index first (MATERIALIZED keeps the annotator filter out of it).
-VOTE_OF = "WITH v AS MATERIALIZED (SELECT id, annotator FROM votes WHERE pair_id = ?) SELECT id FROM v WHERE annotator = ?"
 
 
 def latest_vote(cur: duckdb.DuckDBPyConnection, annotator: str) -> tuple | None:
@@ -68,23 +65,44 @@ def bump(cur: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, str], rows
                     [x for row in missing for x in row])
 
 
-def tally_levels(cur: duckdb.DuckDBPyConnection, pair_id: str, prompt_id: int, delta: int) -> None:
-    """Move one pair and its prompt to their new vote counts (`delta` +1 or -1), in the caller's transaction:
-    the per-vote counts, the levels histogram, and the overlap floors when the pair became open to more votes."""
-    pair = cur.execute("UPDATE pairs SET n_votes = n_votes + ? WHERE id = ? RETURNING n_votes, probe_of IS NULL, "
-                       "created_at", [delta, pair_id]).fetchone()
-    (prompt_votes,) = cur.execute("UPDATE prompts SET n_votes = n_votes + ? WHERE id = ? RETURNING n_votes",
-                                  [delta, prompt_id]).fetchone()
-    pair_votes, regular, created_at = pair
-    moves = [("prompt", prompt_votes - delta, -1), ("prompt", prompt_votes, 1)]
-    if regular:  # probes are never shared, so they are not counted as open
-        moves += [("pair", pair_votes - delta, -1), ("pair", pair_votes, 1)]
-    moves = [move for move in moves if move[1] > 0]  # unvoted ones are not counted
-    if moves:
-        bump(cur, "vote_levels", ("kind", "n_votes"), moves)
-    if regular and pair_votes >= 1 and (delta < 0 or pair_votes == 1):  # the pair is open to overlaps above
-        cur.execute("UPDATE overlap_floors SET since = ? WHERE overlap > ? AND since > ?",
-                    [created_at, pair_votes, created_at])
+def tally_levels(cur: duckdb.DuckDBPyConnection, pairs: dict[str, int], prompts: dict[int, int]) -> None:
+    """Move pairs and prompts to their new vote counts (each by its delta: votes cast, or minus those taken back),
+    in the caller's transaction: the per-vote counts, the levels histogram, and the overlap floors where a pair
+    became open to more votes. One statement per table, whatever the number of pairs."""
+    pair_rows = _add_votes(cur, "pairs", pairs, "probe_of IS NULL, created_at")
+    prompt_rows = _add_votes(cur, "prompts", prompts)
+    moves: Counter[tuple[str, int]] = Counter()  # (kind, n_votes) -> change in how many are at that level
+    for kind, rows, deltas in (("prompt", prompt_rows, prompts), ("pair", pair_rows, pairs)):
+        for id_, n_votes, *rest in rows:
+            if kind == "pair" and not rest[0]:  # probes are never shared, so they are not counted as open
+                continue
+            moves[(kind, n_votes - deltas[id_])] -= 1
+            moves[(kind, n_votes)] += 1
+    levels = [(kind, n, change) for (kind, n), change in moves.items() if n > 0 and change]  # unvoted: uncounted
+    if levels:
+        bump(cur, "vote_levels", ("kind", "n_votes"), levels)
+    for above, since in _opened(pair_rows, pairs).items():
+        cur.execute("UPDATE overlap_floors SET since = ? WHERE overlap > ? AND since > ?", [since, above, since])
+
+
+def _add_votes(cur: duckdb.DuckDBPyConnection, table: str, deltas: dict, returning: str = "") -> list[tuple]:
+    """Add each id's delta to its `n_votes` in `table` (a constant); (id, n_votes, *returning) per row."""
+    cases = " ".join("WHEN ? THEN ?" for _ in deltas)
+    return cur.execute(f"UPDATE {table} SET n_votes = n_votes + CASE id {cases} END "
+                       f"WHERE id IN ({', '.join('?' * len(deltas))}) "
+                       f"RETURNING id, n_votes{', ' + returning if returning else ''}",
+                       [*(x for item in deltas.items() for x in item), *deltas]).fetchall()
+
+
+def _opened(pair_rows: list[tuple], deltas: dict[str, int]) -> dict[int, datetime]:
+    """The overlap floors to lower: for each `n`, floors of overlaps above n go down to the oldest pair now open to
+    an (n+1)-th vote that may lie below them: a pair voted for the first time, or one an undo left open again."""
+    lowest: dict[int, datetime] = {}
+    for pair_id, n_votes, regular, created_at in pair_rows:
+        delta = deltas[pair_id]
+        if regular and n_votes >= 1 and (delta < 0 or n_votes == delta):
+            lowest[n_votes] = min(created_at, lowest.get(n_votes, created_at))
+    return lowest
 
 
 def recount_levels(cur: duckdb.DuckDBPyConnection) -> None:

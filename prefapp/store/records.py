@@ -81,6 +81,7 @@ class Vote:
 class VoteResult:
     vote: Vote
     created: bool  # False: this annotator had already voted on the pair; `vote` is that first vote
+    counts: VoteCounts  # everyone's and the voter's votes as of the COMMIT that answered this vote
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ models can never change what a label meant.
 
 Concurrency: Gradio calls us from worker threads. A DuckDB connection is not thread-safe, so
 each thread gets its own cursor of the one connection; writes are tiny, so one lock serializes
-them, which also rules out DuckDB's optimistic-concurrency conflicts. Another *process* cannot
-open the file while we hold it (DuckDB takes a file lock): that is `StoreLockedError`.
+them, which also rules out DuckDB's optimistic-concurrency conflicts. Votes arriving together
+share one transaction (group commit, `vote_writes`), each answered only after its COMMIT.
+Another *process* cannot open the file while we hold it (DuckDB takes a file lock): that is
+`StoreLockedError`.
 
 Schema: `MIGRATIONS` is an append-only list of small named steps, applied on open and recorded
 in `_migrations`, so a fresh file and an upgraded old file end up identical. Never edit a step
@@ -26,12 +28,12 @@ from pathlib import Path
 
 import duckdb
 
-from prefapp.config import CHOICES
 from prefapp.store.durability import DurableStore, StoreDamagedError, connect_error
 from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
-from prefapp.store.counting import CountingStore, tally_vote
-from prefapp.store.picks import VOTE_OF, PickStore, latest_vote
+from prefapp.store.counting import TALLIES, CountingStore, tally_votes, vote_counts_of
+from prefapp.store.picks import PickStore, latest_vote
+from prefapp.store.vote_writes import GroupCommit, VoteRequest, write_votes
 from prefapp.store.imports import ImportStore
 from prefapp.store.selection import SelectionStore, insert_origin
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
@@ -106,6 +108,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
         self._key = self.path.resolve()
         self._con = _connect(self.path)
         self._write_lock, first = _register(self._key)
+        self._votes_queue = GroupCommit(self._write_lock)
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
@@ -275,35 +278,31 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
 
     def record_vote(self, pair_id: str, choice: str, annotator: str, reason: str | None = None,
                     written: str | None = None) -> VoteResult:
-        """Store an annotator's answer on a pair once, with its optional reason and human-written `chosen`, in one
-        transaction; a repeat returns the first vote unchanged (its note too)."""
-        choice, annotator = _check_choice(choice), _check_annotator(annotator)
-        reason, written = (reason or "").strip() or None, (written or "").strip() or None
+        """Store an annotator's answer on a pair once, with its optional reason and human-written `chosen`; a repeat
+        returns the first vote unchanged (its note too). Answered after the COMMIT that holds it, which votes
+        arriving together share (prefapp.store.vote_writes)."""
+        request = VoteRequest(pair_id, _check_choice(choice), _check_annotator(annotator),
+                              (reason or "").strip() or None, (written or "").strip() or None)
+        return self._votes_queue.submit(request, self._write_votes)
+
+    def _write_votes(self, batch: list[VoteRequest]) -> None:
+        """Write `batch` in one transaction (under the write lock); should that fail, each vote alone."""
         cur = self._cur()
-        with self._write_lock:
-            try:
-                with _transaction(cur):
-                    row = cur.execute(
-                        "INSERT INTO votes (pair_id, annotator, choice, prompt_id, prompt, response_a, response_b, "
-                        "swapped, model_id, adapter_id, sampling, shown_at, created_at) "
-                        "SELECT id, ?, ?, prompt_id, prompt, response_a, response_b, swapped, model_id, adapter_id, "
-                        f"sampling, created_at, ? FROM pairs WHERE id = ? RETURNING {_VOTE_COLS}",
-                        [annotator, choice, _now(), pair_id],
-                    ).fetchone()
-                    if row is None:
-                        raise ValueError(f"unknown pair {pair_id!r}: it is not in this database; fetch a new pair")
-                    if reason is not None or written is not None:
-                        cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES (?, ?, ?)",
-                                    [row[0], reason, written])
-                    tally_vote(cur, pair_id, row[4], annotator, choice, +1)
-            except duckdb.ConstraintException:  # UNIQUE (pair_id, annotator) refused a repeat: nothing was written
-                voted = cur.execute(VOTE_OF, [pair_id, annotator]).fetchone()
-                if voted is None:
-                    raise
-                row = cur.execute(f"SELECT {_VOTE_COLS} FROM votes WHERE id = ?", [voted[0]]).fetchone()
-                return VoteResult(_vote(row), created=False)
+        try:
+            with _transaction(cur):
+                outcomes = write_votes(cur, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].outcome = exc
+                return
+            log.warning("a batch of %d votes failed (%s): writing each alone", len(batch), exc)
+            for request in batch:
+                self._write_votes([request])
+            return
+        for request, outcome in zip(batch, outcomes):
+            request.outcome = outcome
+        if any(isinstance(outcome, VoteResult) and outcome.created for outcome in outcomes):
             self._writes += 1  # committed: the keeper checkpoints and records new marks (prefapp.store.durability)
-        return VoteResult(_vote(row), created=True)
 
     def votes(self, choice: str | None = None) -> list[Vote]:
         """All votes, oldest first; only those with `choice` when given."""
@@ -324,7 +323,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
             cur.execute("DELETE FROM vote_notes WHERE vote_id = ?", [row[0]])
             cur.execute("DELETE FROM votes WHERE id = ?", [row[0]])
             vote = _vote(row)
-            tally_vote(cur, vote.pair_id, vote.prompt_id, vote.annotator, vote.choice, -1)
+            tally_votes(cur, [(vote.pair_id, vote.prompt_id, vote.annotator, vote.choice)], -1)
         return vote
 
     def vote_notes(self) -> dict[int, tuple[str | None, str | None]]:
@@ -334,14 +333,7 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
 
     def vote_counts(self, annotator: str | None = None) -> VoteCounts:
         """Vote totals by choice and by annotator, plus `annotator`'s own count (from the tallies each vote keeps)."""
-        rows = self._cur().execute("SELECT annotator, choice, n FROM vote_tallies WHERE n > 0").fetchall()
-        by_choice, by_annotator = dict.fromkeys(CHOICES, 0), {}
-        for name, choice, n in rows:
-            by_choice[choice] += n
-            by_annotator[name] = by_annotator.get(name, 0) + n
-        by_annotator = dict(sorted(by_annotator.items(), key=lambda item: (-item[1], item[0])))
-        mine = by_annotator.get(annotator.strip(), 0) if isinstance(annotator, str) else 0
-        return VoteCounts(sum(by_choice.values()), by_choice, by_annotator, mine)
+        return vote_counts_of(self._cur().execute(TALLIES).fetchall(), annotator)
 
     # -- training rounds -----------------------------------------------------------------------
 
