@@ -1,19 +1,24 @@
 """Capacity: how many votes/s one `prefapp serve` process sustains, with light asyncio clients over the HTTP API.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 10 50 200 --votes 20
+    OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 10 50 200 --votes 60 --fetch 1
+    OMP_NUM_THREADS=1 .venv/bin/python bench/load.py --annotators 10 50 200 --votes 60 --fetch 1 --rate 200
 
-The app runs as a subprocess (open mode; `--auth` gives every annotator an account and signs each in). Each
-annotator is one asyncio task over one shared httpx connection pool, calling the app exactly as any HTTP client
-would, through each of `--routes` in turn (both by default, side by side in one run, on the same server):
-`gradio`, its queue API (POST /gradio_api/call/<endpoint> returns an event id, GET /gradio_api/call/<endpoint>/<id>
-streams the result), and `light`, the light labelling routes (one POST /api/v1/<endpoint>, JSON in and out;
-prefapp/hosting/light_api.py). Per route and annotator count (new annotators each time): phase 1 fetches `--fetch` pairs per annotator (/next_pair; the model
-generates, so this measures generation, reported for scale); phase 2 votes on those and on `--votes` pairs per
-annotator written into the DuckDB file before the app started (so generation speed does not cap the votes), every annotator voting as fast
-as the app answers, one request outstanding each (a closed loop), and every 10th vote sent twice at once (a double
-click). Reported: votes/s sustained over phase 2, the p50/p95/max of one vote's round trip, and the CPU time the
-app process and the clients spent per vote (what the votes cost, whatever else the machine runs). Afterwards the app is
-stopped (SIGTERM: a clean stop) and DuckDB is read directly: every vote the app answered "Recorded" must be there
+The app runs as a subprocess (open mode; `--auth` gives every annotator an account). Each annotator is one asyncio
+task calling the app as any HTTP client would, through each of `--routes` in turn (both by default, side by side in
+one run, on the same server): `gradio`, its queue API (POST /gradio_api/call/<endpoint> returns an event id, GET
+/gradio_api/call/<endpoint>/<id> streams the result; httpx, signed in with gradio's cookie under `--auth`), and
+`light`, the light labelling routes (one POST /api/v1/<endpoint>, JSON in and out, prefapp/hosting/light_api.py;
+two keep-alive connections per annotator speaking plain HTTP/1.1 over asyncio streams, HTTP basic auth under
+`--auth`), so the clients cost a fraction of a millisecond of CPU per vote and the figures are the server's.
+Per route and annotator count (new annotators each time): phase 1 fetches `--fetch` pairs per annotator
+(/next_pair; the model generates, so this measures generation, reported for scale); phase 2 votes on those and on
+`--votes` pairs per annotator written into the DuckDB file before the app started (so generation speed does not cap
+the votes), every 10th vote sent twice at once (a double click). By default every annotator votes as fast as the
+app answers, one vote outstanding each (a closed loop: the most the server sustains, its latency mostly queueing);
+with `--rate R` the annotators together offer R votes/s, each voting at its share (a vote's time then runs from when
+it was due). Reported: votes/s sustained over phase 2, the p50/p95/max of one vote's round trip, and the CPU time the
+app process and the clients spent per vote (what the votes cost, whatever else the machine runs). Afterwards the app
+is stopped (SIGTERM: a clean stop) and DuckDB is read directly: every vote the app answered "Recorded" must be there
 exactly once, and no other. Exit status 1 when that check fails.
 """
 
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -31,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -95,13 +103,50 @@ class CallError(Exception):
     pass
 
 
-async def call(http: httpx.AsyncClient, route: str, endpoint: str, *args: object) -> list:
+class LightConnection:
+    """One keep-alive HTTP/1.1 connection speaking just what the light routes need (a POST of a JSON object, an
+    answer with Content-Length), over asyncio streams: a client costs a fraction of a millisecond of CPU per call,
+    so the clients measure the server, not themselves (httpx costs the clients 5-13 ms of CPU per vote here)."""
+
+    def __init__(self, url: str, authorization: str | None) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.head = (f"Host: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                     + (f"Authorization: {authorization}\r\n" if authorization else ""))
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, payload: dict) -> tuple[int, bytes]:
+        body = json.dumps(payload).encode()
+        try:
+            if self.streams is not None and self.streams[0].at_eof():  # the server closed it while idle
+                self.close()
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+            length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+            answer = await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, IndexError, ValueError) as exc:
+            self.close()
+            raise CallError(f"the connection failed: {exc!r}") from exc
+        if "connection: close" in head:
+            self.close()
+        return int(head.split(" ", 2)[1]), answer
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def call(http: httpx.AsyncClient | LightConnection, endpoint: str, *args: object) -> list:
     """One call: through gradio's queue (join, then read the result stream to its end) or one light request."""
-    if route == "light":
-        answer = await http.post(f"/api/v1/{endpoint}", json=dict(zip(LIGHT_PARAMS[endpoint], args)))
-        if answer.status_code != 200:
-            raise CallError(f"{answer.status_code}: {answer.text}")
-        body = answer.json()
+    if isinstance(http, LightConnection):
+        status, answer = await http.post(f"/api/v1/{endpoint}", dict(zip(LIGHT_PARAMS[endpoint], args)))
+        if status != 200:
+            raise CallError(f"{status}: {answer.decode(errors='replace')}")
+        body = json.loads(answer)
         return [body["pair_id"]] if endpoint == "next_pair" else [body["message"]]
     joined = await http.post(f"/gradio_api/call/{endpoint}", json={"data": list(args)})
     joined.raise_for_status()
@@ -122,8 +167,7 @@ async def call(http: httpx.AsyncClient, route: str, endpoint: str, *args: object
 @dataclass
 class Annotator:
     name: str
-    http: httpx.AsyncClient
-    route: str  # "gradio" or "light"
+    channels: list  # how its calls travel: gradio's queue API (one httpx client) or two light connections
     pairs: list[str] = field(default_factory=list)
     fetch_s: list[float] = field(default_factory=list)
     vote_s: list[float] = field(default_factory=list)
@@ -136,7 +180,7 @@ class Annotator:
         while fetched < n:
             t = time.perf_counter()
             try:
-                pair_id, *_ = await call(self.http, self.route, "next_pair", self.name)
+                pair_id, *_ = await call(self.channels[0], "next_pair", self.name)
             except (httpx.HTTPError, CallError):
                 self.errors += 1
                 continue
@@ -144,20 +188,26 @@ class Annotator:
             self.pairs.append(pair_id)
             fetched += 1
 
-    async def vote_all(self) -> None:
+    async def vote_all(self, interval: float | None = None) -> None:
+        """Vote on every fetched pair: as fast as the app answers, or one vote each `interval` seconds (from a
+        random start within the first interval). Paced, a vote's time runs from when it was due, so a slow answer
+        that delays the next vote counts against the app, not for it."""
+        due = time.perf_counter() + (random.random() * interval if interval else 0)
         for i, pair_id in enumerate(self.pairs):
+            if interval:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             sends = 2 if i % 10 == 0 else 1  # a double click now and then
             answers: list[str] = []
+            start = min(due, time.perf_counter()) if interval else time.perf_counter()
             while not answers:  # an answer lost on the way: send again until the app confirms
-                t = time.perf_counter()
-                results = await asyncio.gather(*(call(self.http, self.route, "vote", pair_id, "AB"[i % 2], self.name)
-                                                 for _ in range(sends)), return_exceptions=True)
-                elapsed = time.perf_counter() - t
+                results = await asyncio.gather(*(call(self.channels[k], "vote", pair_id, "AB"[i % 2], self.name)
+                                                 for k in range(sends)), return_exceptions=True)
                 answers = [r[0] for r in results if isinstance(r, list)]
                 self.errors += sum(not isinstance(r, list) for r in results)
-            self.vote_s.append(elapsed)
+            self.vote_s.append(time.perf_counter() - start)
             self.recorded[pair_id] = sum(a.startswith("Recorded") for a in answers)
             self.repeats += sum(a.startswith("Already recorded") for a in answers)
+            due += interval or 0.0
 
 
 async def sign_in(http: httpx.AsyncClient, name: str) -> None:
@@ -189,17 +239,26 @@ def make_pairs(db: Path, names: list[str], votes: int) -> dict[str, list[str]]:
 
 
 async def run_level(url: str, route: str, names: list[str], pairs: dict[str, list[str]], fetch: int, auth: bool,
+                    rate: float | None,
                     server_pid: int) -> dict:
     n = len(names)
     limits = httpx.Limits(max_connections=2 * n + 10, max_keepalive_connections=2 * n + 10)
-    clients = [httpx.AsyncClient(base_url=url, timeout=300, limits=limits) for _ in range(n)] if auth else None
-    shared = None if auth else httpx.AsyncClient(base_url=url, timeout=300, limits=limits)
+    clients = [httpx.AsyncClient(base_url=url, timeout=300, limits=limits)
+               for _ in range(n if auth else 1)] if route == "gradio" else []
+    light: list[LightConnection] = []
     try:
-        annotators = [Annotator(name, clients[i] if auth else shared, route, list(pairs[name]))
-                      for i, name in enumerate(names)]
-        if auth:  # cookies per annotator; sign-ins are slow on purpose and not what is measured
-            for a in annotators:
-                await sign_in(a.http, a.name)
+        annotators = []
+        for i, name in enumerate(names):
+            if route == "gradio":
+                http = clients[i if auth else 0]
+                if auth:  # cookies per annotator; sign-ins are slow on purpose and not what is measured
+                    await sign_in(http, name)
+                channels: list = [http, http]
+            else:  # HTTP basic auth: the app checks the password once, then remembers it (light_api)
+                authorization = "Basic " + base64.b64encode(f"{name}:{PASSWORD}".encode()).decode() if auth else None
+                channels = [LightConnection(url, authorization) for _ in range(2)]  # 2: a double click
+                light += channels
+            annotators.append(Annotator(name, channels, list(pairs[name])))
         t0 = time.perf_counter()
         await asyncio.gather(*(a.fetch(fetch) for a in annotators))
         fetch_wall = time.perf_counter() - t0
@@ -208,12 +267,14 @@ async def run_level(url: str, route: str, names: list[str], pairs: dict[str, lis
         await asyncio.sleep(3)
         idle_cpu_per_s = (cpu_seconds(server_pid) - idle0) / 3
         t0, server0, clients0 = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
-        await asyncio.gather(*(a.vote_all() for a in annotators))
+        await asyncio.gather(*(a.vote_all(len(annotators) / rate if rate else None) for a in annotators))
         vote_wall = time.perf_counter() - t0
         server_cpu, client_cpu = cpu_seconds(server_pid) - server0, time.process_time() - clients0
     finally:
-        for c in clients or [shared]:
-            await c.aclose()
+        for client in clients:
+            await client.aclose()
+        for connection in light:
+            connection.close()
     vote_s = [s for a in annotators for s in a.vote_s]
     fetch_s = [s for a in annotators for s in a.fetch_s]
     return {"route": route, "annotators": n, "votes": len(vote_s), "votes_per_s": len(vote_s) / vote_wall,
@@ -234,6 +295,8 @@ def main() -> int:
     parser.add_argument("--annotators", type=int, nargs="+", default=[10, 50, 200])
     parser.add_argument("--votes", type=int, default=20, help="votes per annotator at each level")
     parser.add_argument("--fetch", type=int, default=2, help="pairs each annotator fetches first (the model writes)")
+    parser.add_argument("--rate", type=float, help="votes/s offered by all annotators together, each voting at its "
+                                                   "share of it (default: each votes as fast as the app answers)")
     parser.add_argument("--auth", action="store_true", help="accounts on: each annotator signs in")
     parser.add_argument("--routes", nargs="+", choices=("gradio", "light"), default=["gradio", "light"],
                         help="how the clients call the app: gradio's queue API, the light routes, or both in turn")
@@ -256,7 +319,8 @@ def main() -> int:
         results = []
         try:
             for route, names in levels:
-                results.append(asyncio.run(run_level(url, route, names, pairs, args.fetch, args.auth, proc.pid)))
+                results.append(asyncio.run(run_level(url, route, names, pairs, args.fetch, args.auth, args.rate,
+                                                      proc.pid)))
         finally:
             stop_app(proc)
         with Store(workdir / "data" / "prefapp.duckdb") as store:
@@ -267,7 +331,9 @@ def main() -> int:
                     and not any(r["twice"] for r in results))
     print(f"load: demo model, auth {'on' if args.auth else 'off'}, {os.cpu_count()} CPU cores"
           + (f", app pinned to CPUs {args.server_cpus}" if args.server_cpus else "")
-          + f", load average after {os.getloadavg()[0]:.1f}; clients: asyncio + httpx; app at "
+          + f", load average after {os.getloadavg()[0]:.1f}; clients: asyncio (light: raw HTTP/1.1; gradio: httpx), "
+          + (f"offering {args.rate:g} votes/s in all" if args.rate else "each voting as fast as the app answers")
+          + "; app at "
           f"rest: {', '.join(format(r['idle_cpu_pct'], '.0f') + '%' for r in results)} of a core (subtracted from its "
           "CPU/vote)")
     print(f"{'route':>7}{'annotators':>11}{'votes':>7}{'votes/s':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
