@@ -83,14 +83,14 @@ def test_notes_of_a_batch_go_with_their_votes(tmp_path):
 
 
 def test_a_failing_batch_writes_each_vote_alone(tmp_path, monkeypatch):
-    real = store_module.write_votes
+    real = store_module.commit_votes
 
     def fails_in_company(cur, batch):
         if len(batch) > 1:
             raise duckdb.ConversionException("a batch statement failed")
         return real(cur, batch)
 
-    monkeypatch.setattr(store_module, "write_votes", fails_in_company)
+    monkeypatch.setattr(store_module, "commit_votes", fails_in_company)
     with Store(tmp_path / "f.duckdb") as store:
         ids = spread_store(store, seed=5, n_pairs=8)
         outcomes = vote_in_threads(store, [(pair_id, "A", "ann0") for pair_id in ids[:5]])

@@ -33,7 +33,7 @@ from prefapp.store.evals import EvalStore
 from prefapp.store.feedback import FeedbackStore
 from prefapp.store.counting import TALLIES, CountingStore, tally_votes, vote_counts_of
 from prefapp.store.picks import PickStore, latest_vote
-from prefapp.store.vote_writes import GroupCommit, VoteRequest, write_votes
+from prefapp.store.vote_writes import GroupCommit, VoteRequest, commit_votes
 from prefapp.store.imports import ImportStore
 from prefapp.store.selection import SelectionStore, insert_origin
 from prefapp.store.migrations import MIGRATIONS, migrate  # noqa: F401 - MIGRATIONS: what a Store applies on open
@@ -287,10 +287,8 @@ class Store(EvalStore, FeedbackStore, CountingStore, PickStore, DurableStore, Im
 
     def _write_votes(self, batch: list[VoteRequest]) -> None:
         """Write `batch` in one transaction (under the write lock); should that fail, each vote alone."""
-        cur = self._cur()
         try:
-            with _transaction(cur):
-                outcomes = write_votes(cur, batch)
+            outcomes = commit_votes(self._cur(), batch)
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].outcome = exc

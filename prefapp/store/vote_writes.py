@@ -23,7 +23,7 @@ from datetime import datetime
 import duckdb
 
 from prefapp.store.counting import TALLIES, tally_votes, vote_counts_of
-from prefapp.store.records import _VOTE_COLS, VoteResult, _now, _vote
+from prefapp.store.records import _VOTE_COLS, VoteResult, _now, _transaction, _vote
 
 Key = tuple[str, str]  # (pair id, annotator): at most one vote each (votes' UNIQUE constraint)
 
@@ -83,13 +83,27 @@ class GroupCommit:
         return request.outcome
 
 
-def write_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest]) -> list[VoteResult | Exception]:
+def commit_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest]) -> list[VoteResult | Exception]:
+    """Write `batch` in one transaction; each request's outcome, in order (see `write_votes`). Repeats of stored
+    votes are rare (a double click, a retry), so the first try leaves them to the votes' UNIQUE constraint; when it
+    refuses one, the batch is written again, looking them up first."""
+    try:
+        with _transaction(cur):
+            return write_votes(cur, batch, find_repeats=False)
+    except duckdb.ConstraintException:
+        with _transaction(cur):
+            return write_votes(cur, batch, find_repeats=True)
+
+
+def write_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest], find_repeats: bool = True
+                ) -> list[VoteResult | Exception]:
     """Write `batch` inside the caller's transaction and return each request's outcome, in order: its new vote, the
-    vote it repeats (created=False), or the error of a vote on an unknown pair."""
+    vote it repeats (created=False), or the error of a vote on an unknown pair. Without `find_repeats`, a repeat of a
+    stored vote raises duckdb.ConstraintException (UNIQUE (pair_id, annotator)) and nothing may be committed."""
     first: dict[Key, VoteRequest] = {}
     for request in batch:
         first.setdefault(request.key, request)
-    stored = _stored_votes(cur, list(first))
+    stored = _stored_votes(cur, list(first)) if find_repeats else {}
     inserted = _insert_votes(cur, [r for k, r in first.items() if k not in stored])
     notes = [(inserted[r.key][0], r.reason, r.written) for k, r in first.items()
              if k in inserted and (r.reason is not None or r.written is not None)]
