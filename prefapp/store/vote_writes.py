@@ -15,6 +15,7 @@ its neighbours. Each answer carries the vote counts as of its COMMIT.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ def write_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest], fi
         cur.execute("INSERT INTO vote_notes (vote_id, reason, written_chosen) VALUES "
                     + ", ".join(["(?, ?, ?)"] * len(notes)), [x for note in notes for x in note])
     tally_votes(cur, [(row[1], row[4], row[2], row[3]) for row in inserted.values()], +1)
-    tallies = cur.execute(TALLIES).fetchall()
+    counts = vote_counts_of(cur.execute(TALLIES).fetchall())  # everyone's, once per batch; each voter's below
     outcomes: list[VoteResult | Exception] = []
     for request in batch:
         row = inserted.get(request.key) or stored.get(request.key)
@@ -120,7 +121,8 @@ def write_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest], fi
                                        "pair"))
             continue
         created = request.key in inserted and first[request.key] is request
-        outcomes.append(VoteResult(_vote(row), created, vote_counts_of(tallies, request.annotator)))
+        mine = counts.by_annotator.get(request.annotator, 0)
+        outcomes.append(VoteResult(_vote(row), created, dataclasses.replace(counts, mine=mine)))
     return outcomes
 
 
