@@ -222,16 +222,11 @@ class OpenAIGenerator:
         if name in self.published:
             return f"{name} is already loaded in {self.backend}."
         body = {"lora_name": name, "lora_path": self.adapters[name]}
-        root = self.backend.removesuffix("/v1")
-        try:  # vLLM serves it under /v1, SGLang at the root; the same body for both
-            for url in (self._url("/load_lora_adapter"), root + "/load_lora_adapter"):
-                response = self._http.post(url, json=body, headers=self._headers())
-                if response.status_code not in (404, 405):
-                    break
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
-        if response.status_code in (404, 405, 501):
+        response = self._load_adapter(body)
+        if _no_lora_route(response):
             raise PublishUnsupported(merge_and_serve(name, self.backend, response.status_code))
+        if response.status_code == 400 and "load_inplace" in response.text:  # vLLM holds a `name` from an earlier
+            response = self._load_adapter({**body, "load_inplace": True})  # prefapp run: replace it with this round
         if response.status_code >= 400 and "already" not in response.text.lower():
             raise GeneratorError(f"{self.backend} refused to load {name} from {self.adapters[name]} "
                                  f"(HTTP {response.status_code}: {response.text[:300]}): the adapter directory must be "
@@ -240,6 +235,17 @@ class OpenAIGenerator:
         self.published.add(name)
         log.info("published adapter %s to %s", name, self.backend)
         return f"{name} is loaded in {self.backend}; new pairs name it as the model."
+
+    def _load_adapter(self, body: dict) -> httpx.Response:
+        """POST the load request where the engine has it: vLLM under /v1, SGLang at the root; the same body."""
+        try:
+            for url in (self._url("/load_lora_adapter"), self.backend.removesuffix("/v1") + "/load_lora_adapter"):
+                response = self._http.post(url, json=body, headers=self._headers())
+                if not _no_lora_route(response):
+                    break
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        return response
 
     def can_use(self, adapter: str) -> bool:
         return adapter in self.published
@@ -259,7 +265,8 @@ class OpenAIGenerator:
 
     def _only_model(self) -> str:
         """The served model when the engine serves exactly one (what `--generator-model` may leave out)."""
-        names = [m.get("id") for m in self._get("/models").get("data", [])]
+        models = self._get("/models").get("data", [])
+        names = [m.get("id") for m in models if not m.get("parent")]  # vLLM lists loaded adapters, parent: the base
         if len(names) != 1:
             raise ConfigError(f"{self.backend} serves {names or 'no models'}: name one with --generator-model")
         return names[0]
@@ -343,6 +350,12 @@ def _sse_pieces(lines: Iterator[str]) -> Iterator[str]:
             piece = (choice.get("delta") or {}).get("content")
             if piece:
                 yield piece
+
+
+def _no_lora_route(response: httpx.Response) -> bool:
+    """The engine has no runtime LoRA loading there; vLLM's own 404 ("Loading lora ... failed") is a refusal."""
+    status = response.status_code
+    return status == 501 or (status in (404, 405) and "lora" not in response.text.lower())
 
 
 def _detail(response: httpx.Response) -> str:
