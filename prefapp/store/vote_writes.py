@@ -92,6 +92,8 @@ def commit_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest]) -
         with _transaction(cur):
             return write_votes(cur, batch, find_repeats=False)
     except duckdb.ConstraintException:
+        if not _stored_votes(cur, [request.key for request in batch]):  # not a repeat: another rule refused the batch
+            raise
         with _transaction(cur):
             return write_votes(cur, batch, find_repeats=True)
 
