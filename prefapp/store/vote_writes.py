@@ -60,18 +60,20 @@ class GroupCommit:
     def submit(self, request: VoteRequest, write: Callable[[list[VoteRequest]], None]) -> VoteResult:
         """Queue `request`; when no batch is being written and it is still unwritten, write every queued vote, ours
         included. Its result, or its error raised. `write` sets each request's outcome, only after the COMMIT."""
-        with self._changed:
-            self._pending.append(request)
-            while request.outcome is None and self._writing:
-                self._changed.wait()
-            if request.outcome is None:
-                self._writing = True
-                batch, self._pending = self._pending, []
-        if request.outcome is None:
-            try:
+        leader, batch = False, []
+        try:
+            with self._changed:
+                self._pending.append(request)
+                while request.outcome is None and self._writing:
+                    self._changed.wait()
+                if request.outcome is None:
+                    leader = self._writing = True
+                    batch, self._pending = self._pending, []
+            if leader:
                 with self._write_lock:
                     write(batch)
-            finally:
+        finally:
+            if leader:
                 for waiting in batch:  # a writer that died must not leave the others unanswered
                     if waiting.outcome is None:
                         waiting.outcome = RuntimeError("the vote was not written (the write failed): vote again")
@@ -85,14 +87,14 @@ class GroupCommit:
 
 
 def commit_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest]) -> list[VoteResult | Exception]:
-    """Write `batch` in one transaction; each request's outcome, in order (see `write_votes`). Repeats of stored
-    votes are rare (a double click, a retry), so the first try leaves them to the votes' UNIQUE constraint; when it
-    refuses one, the batch is written again, looking them up first."""
+    """Write `batch` in one transaction; each request's outcome, in order (see `write_votes`). A batch looks its
+    repeats up first; a vote alone leaves them to the votes' UNIQUE constraint (repeats are rare: a double click, a
+    retry) and, when it refuses one, is written again, looking it up."""
     try:
         with _transaction(cur):
-            return write_votes(cur, batch, find_repeats=False)
+            return write_votes(cur, batch, find_repeats=len(batch) > 1)
     except duckdb.ConstraintException:
-        if not _stored_votes(cur, [request.key for request in batch]):  # not a repeat: another rule refused the batch
+        if len(batch) > 1 or not _stored_votes(cur, [batch[0].key]):  # not a repeat: another rule refused it
             raise
         with _transaction(cur):
             return write_votes(cur, batch, find_repeats=True)
@@ -123,8 +125,9 @@ def write_votes(cur: duckdb.DuckDBPyConnection, batch: Sequence[VoteRequest], fi
                                        "pair"))
             continue
         created = request.key in inserted and first[request.key] is request
-        mine = counts.by_annotator.get(request.annotator, 0)
-        outcomes.append(VoteResult(_vote(row), created, dataclasses.replace(counts, mine=mine)))
+        mine = counts.by_annotator.get(request.annotator, 0)  # each answer its own dicts: callers may change theirs
+        outcomes.append(VoteResult(_vote(row), created, dataclasses.replace(
+            counts, by_choice=dict(counts.by_choice), by_annotator=dict(counts.by_annotator), mine=mine)))
     return outcomes
 
 
